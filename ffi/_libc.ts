@@ -1,0 +1,108 @@
+/**
+ * The one FFI symbol table, and how libc is loaded. Nothing is opened at
+ * import time: {@linkcode libc} loads the library on first use.
+ *
+ * Rules that every entry follows (see ../shared/notes/platform-facts.md):
+ * - Nothing that changes a namespace or credential goes through here: that
+ *   happens only in the spawner's child (ffi/spawner/).
+ * - `nonblocking: true` entries run on Deno's pool threads; only calls that do
+ *   not care which thread runs them (read, write, wait4) may be nonblocking,
+ *   and their errno cannot be read.
+ *
+ * @module
+ */
+
+const SYMBOLS = {
+  // int open(const char *path, int flags, ...)
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  // int close(int fd)
+  close: { parameters: ["i32"], result: "i32" },
+  // int pipe2(int fds[2], int flags)
+  pipe2: { parameters: ["buffer", "i32"], result: "i32" },
+  // int fcntl(int fd, int cmd, int arg)
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // ssize_t read(int fd, void *buf, size_t count), on a pool thread
+  read_async: {
+    name: "read",
+    parameters: ["i32", "buffer", "usize"],
+    result: "isize",
+    nonblocking: true,
+  },
+  // ssize_t write(int fd, const void *buf, size_t count), on a pool thread
+  write_async: {
+    name: "write",
+    parameters: ["i32", "buffer", "usize"],
+    result: "isize",
+    nonblocking: true,
+  },
+  // ssize_t readlink(const char *path, char *buf, size_t size)
+  readlink: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
+  // pid_t wait4(pid_t pid, int *status, int options, struct rusage *rusage)
+  wait4: { parameters: ["i32", "buffer", "i32", "pointer"], result: "i32" },
+  // the same, on a pool thread: waiting must not block the event loop
+  wait4_async: {
+    name: "wait4",
+    parameters: ["i32", "buffer", "i32", "pointer"],
+    result: "i32",
+    nonblocking: true,
+  },
+  // int kill(pid_t pid, int sig)
+  kill: { parameters: ["i32", "i32"], result: "i32" },
+  // long syscall(long number, ...): pidfd_open and pidfd_send_signal, which glibc wraps only since 2.36
+  syscall3: { name: "syscall", parameters: ["i64", "i64", "i64", "i64"], result: "i64" },
+  syscall5: { name: "syscall", parameters: ["i64", "i64", "i64", "i64", "i64"], result: "i64" },
+  // sighandler_t signal(int sig, sighandler_t handler)
+  signal: { parameters: ["i32", "pointer"], result: "pointer" },
+  // pid_t getpid(void)
+  getpid: { parameters: [], result: "i32" },
+  // uid_t geteuid(void)
+  geteuid: { parameters: [], result: "u32" },
+  // void *mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset)
+  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+  // int mprotect(void *addr, size_t length, int prot)
+  mprotect: { parameters: ["pointer", "usize", "i32"], result: "i32" },
+  // int munmap(void *addr, size_t length)
+  munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  // int *__errno_location(void)
+  __errno_location: { parameters: [], result: "pointer" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/** The loaded symbols. */
+export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+/** Which C library is opened; `NS_TOOL_LIBC` overrides it. */
+const LIBRARY = "libc.so.6";
+
+let loaded: Libc | undefined;
+
+/**
+ * The libc symbols, loaded on first use.
+ *
+ * @throws {Error} where libc cannot be opened (not Linux, not glibc, no --allow-ffi)
+ */
+export function libc(): Libc {
+  if (loaded) return loaded;
+  if (Deno.build.os !== "linux") {
+    throw new Error(`ns-tool works on Linux only, not on ${Deno.build.os}`);
+  }
+  let path = LIBRARY;
+  try {
+    path = Deno.env.get("NS_TOOL_LIBC") ?? LIBRARY;
+  } catch {
+    // no --allow-env: keep the default
+  }
+  try {
+    loaded = Deno.dlopen(path, SYMBOLS).symbols;
+  } catch (cause) {
+    throw new Error(`Cannot load ${path} (ns-tool needs glibc and --allow-ffi): ${cause}`, {
+      cause,
+    });
+  }
+  return loaded;
+}
+
+/** errno after the last failing call; read it in the same synchronous stretch. */
+export function errno(): number {
+  const location = libc().__errno_location();
+  return location ? new Deno.UnsafePointerView(location).getInt32() : 0;
+}

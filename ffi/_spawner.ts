@@ -1,0 +1,290 @@
+/**
+ * The TypeScript half of the spawner (ffi/spawner/*.S): loads the machine
+ * code, lays out the block it reads, calls it, and reads back what failed.
+ *
+ * The calling thread never changes a namespace: the native child joins them.
+ * The block is MAP_SHARED so that a child which does not share our memory
+ * (fork mode, needed to join a time namespace) can still report back, and it
+ * holds every string and array the child reads, and the child's stacks, so the
+ * child touches no memory but the block and the code page.
+ *
+ * @module
+ */
+import { SPAWNER_CODE } from "./_spawner_code.ts";
+import {
+  cString,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  mapAnonymous,
+  PROT_EXEC,
+  PROT_READ,
+  PROT_WRITE,
+  protect,
+  unmap,
+  waitSync,
+} from "./syscalls.ts";
+
+// Block layout: byte offsets, as in the .equ lines of ffi/spawner/*.S.
+const CLONE_FLAGS = 0;
+const STATUS = 8;
+const ERRNO = 16;
+const DETAIL = 24;
+const GRANDCHILD = 32;
+const FLAGS = 40;
+const GID = 48;
+const UID = 56;
+const ROOT_FD = 64;
+const CWD_FD = 72;
+const CWD_PATH = 80;
+const NSTEPS = 88;
+const STEPS = 96;
+const NMAPS = 104;
+const MAPS = 112;
+const PATHS = 120;
+const ARGV = 128;
+const ENVP = 136;
+const STACK1 = 144;
+const STACK2 = 152;
+const MASK_ALL = 160;
+const MASK_NONE = 176;
+const DOT = 216;
+const HEADER = 256;
+const STACK_SIZE = 16 * 1024;
+
+// FLAGS bits.
+const F_FORK = 1;
+const F_SETGROUPS = 2;
+const F_SETGID = 4;
+const F_SETUID = 8;
+const F_CHROOT = 16;
+const F_KEEPCWD = 32;
+const F_FCHDIR = 64;
+const F_CHDIR = 128;
+const F_SETSID = 256;
+const F_CTTY = 512;
+const F_CLOSEFROM = 1024;
+
+const CLONE_VM = 0x100;
+const CLONE_VFORK = 0x4000;
+const SIGCHLD = 17;
+
+/** The stage a failed child reports, as in ffi/spawner/*.S. */
+export const Stage = {
+  setns: 1,
+  fork: 2,
+  root: 3,
+  cwd: 4,
+  setsid: 5,
+  ctty: 6,
+  setgroups: 7,
+  setgid: 8,
+  setuid: 9,
+  stdio: 10,
+  closeFrom: 11,
+  exec: 12,
+} as const;
+
+/** A stage name, such as `"setns"`. */
+export type StageName = keyof typeof Stage;
+
+/** Everything the native child does, in its order. */
+export interface SpawnPlan {
+  /**
+   * Namespaces to join: `[fd, CLONE_NEW* flag]`. Entry 0 is the user
+   * namespace (fd -1 when not joined); it gets its own pass, as in nsenter.
+   */
+  steps: readonly (readonly [number, number])[];
+  /** Clone once more after joining, so that the command enters the pid namespace. */
+  fork: boolean;
+  /** Share memory with the child (CLONE_VM); false is needed to join a time namespace. */
+  shareMemory: boolean;
+  /** fchdir(rootFd); chroot("."). */
+  rootFd?: number;
+  /** fchdir(cwdFd), after the root. */
+  cwdFd?: number;
+  /** chdir(cwdPath), resolved inside, after the root. */
+  cwdPath?: string;
+  /** setsid() and make fd 0 the controlling terminal. */
+  session?: { controllingTerminal: boolean };
+  /** setgroups(0, NULL) before gid and uid; EPERM is tolerated. */
+  dropGroups?: boolean;
+  gid?: number;
+  uid?: number;
+  /** dup3(from, to): every `from` must be 3 or above, every `to` 0..2. */
+  stdio: readonly (readonly [number, number])[];
+  /** Close every descriptor from 3 up before execve. */
+  closeFrom: boolean;
+  /** Paths to try with execve, in order. */
+  candidates: readonly string[];
+  argv: readonly string[];
+  env: readonly string[];
+}
+
+/** What came of a spawn. */
+export type SpawnResult =
+  | { ok: true; pid: number }
+  | { ok: false; stage: StageName; errno: number; detail: number };
+
+interface Loaded {
+  call: (block: Deno.PointerObject) => bigint;
+  block?: { address: Deno.PointerObject; size: number } | undefined;
+}
+
+let loaded: Loaded | undefined;
+
+function load(): Loaded {
+  if (loaded) return loaded;
+  const image = SPAWNER_CODE[Deno.build.arch];
+  if (!image) throw new Error(`ns-tool has no spawner for ${Deno.build.arch}`);
+  const bytes = Uint8Array.from(atob(image), (c) => c.charCodeAt(0));
+  const size = Math.ceil(bytes.length / 4096) * 4096;
+  const code = mapAnonymous(size, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+  if (typeof code === "number") throw new Error(`Cannot map the spawner: errno ${-code}`);
+  new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(code, size)).set(bytes);
+  // W^X: writable while copying, then executable only.
+  if (protect(code, size, PROT_READ | PROT_EXEC) < 0) {
+    throw new Error("Cannot make the spawner executable");
+  }
+  const definition = { parameters: ["pointer"], result: "i64" } as const;
+  const fn = new Deno.UnsafeFnPointer(code as Deno.PointerObject<typeof definition>, definition);
+  loaded = { call: (block) => fn.call(block) };
+  return loaded;
+}
+
+/** Lays out a plan in the block; returns the block's address. */
+class BlockWriter {
+  readonly bytes: Uint8Array;
+  readonly words: BigInt64Array;
+  readonly base: bigint;
+  #offset = HEADER;
+
+  constructor(address: Deno.PointerObject, size: number) {
+    const buffer = Deno.UnsafePointerView.getArrayBuffer(address, size);
+    this.bytes = new Uint8Array(buffer);
+    this.words = new BigInt64Array(buffer);
+    this.base = Deno.UnsafePointer.value(address);
+    this.bytes.fill(0, 0, HEADER);
+  }
+
+  set(offset: number, value: number | bigint): void {
+    this.words[offset / 8] = BigInt(value);
+  }
+
+  get(offset: number): number {
+    return Number(this.words[offset / 8]);
+  }
+
+  /** Copies bytes in, 8-aligned; returns their address. */
+  put(data: Uint8Array): bigint {
+    this.#offset = (this.#offset + 7) & ~7;
+    const at = this.#offset;
+    this.bytes.set(data, at);
+    this.#offset += data.length;
+    return this.base + BigInt(at);
+  }
+
+  /** Copies an array of 64-bit words in; returns its address. */
+  putWords(words: readonly (number | bigint)[]): bigint {
+    return this.put(new Uint8Array(BigInt64Array.from(words, (w) => BigInt(w)).buffer));
+  }
+
+  /** Copies strings in and a NULL-terminated array of pointers to them. */
+  putStrings(strings: readonly string[]): bigint {
+    return this.putWords([...strings.map((s) => this.put(cString(s))), 0n]);
+  }
+
+  /** Reserves a stack; returns its top, 16-aligned. */
+  putStack(): bigint {
+    this.#offset = (this.#offset + 15) & ~15;
+    this.#offset += STACK_SIZE;
+    return this.base + BigInt(this.#offset);
+  }
+}
+
+function blockSize(plan: SpawnPlan): number {
+  const strings = [...plan.argv, ...plan.env, ...plan.candidates, plan.cwdPath ?? ""];
+  let size = HEADER + 2 * STACK_SIZE + 64;
+  for (const s of strings) size += new TextEncoder().encode(s).length + 1 + 8 + 8;
+  size += (plan.steps.length * 3 + plan.stdio.length * 2 + 8) * 8;
+  return Math.ceil(size / 4096) * 4096;
+}
+
+function block(size: number): Deno.PointerObject {
+  const state = load();
+  if (state.block && state.block.size >= size) return state.block.address;
+  if (state.block) unmap(state.block.address, state.block.size);
+  state.block = undefined;
+  const address = mapAnonymous(size, PROT_READ | PROT_WRITE, MAP_SHARED);
+  if (typeof address === "number") throw new Error(`Cannot map the spawn block: errno ${-address}`);
+  state.block = { address, size };
+  return address;
+}
+
+/**
+ * Starts the command as the plan says. Synchronous: when it returns, the
+ * command has called execve (then `ok` with its pid, a child of this process)
+ * or the native child has failed and been reaped.
+ */
+export function spawn(plan: SpawnPlan): SpawnResult {
+  const size = blockSize(plan);
+  const address = block(size);
+  const b = new BlockWriter(address, size);
+  b.set(CLONE_FLAGS, (plan.shareMemory ? CLONE_VM : 0) | CLONE_VFORK | SIGCHLD);
+  let flags = plan.fork ? F_FORK : 0;
+  if (plan.dropGroups) flags |= F_SETGROUPS;
+  if (plan.gid !== undefined) {
+    flags |= F_SETGID;
+    b.set(GID, plan.gid);
+  }
+  if (plan.uid !== undefined) {
+    flags |= F_SETUID;
+    b.set(UID, plan.uid);
+  }
+  if (plan.rootFd !== undefined) {
+    flags |= F_CHROOT;
+    b.set(ROOT_FD, plan.rootFd);
+    if (plan.cwdFd === undefined && plan.cwdPath === undefined) flags |= F_KEEPCWD;
+  }
+  if (plan.cwdFd !== undefined) {
+    flags |= F_FCHDIR;
+    b.set(CWD_FD, plan.cwdFd);
+  }
+  if (plan.cwdPath !== undefined) {
+    flags |= F_CHDIR;
+    b.set(CWD_PATH, b.put(cString(plan.cwdPath)));
+  }
+  if (plan.session) {
+    flags |= F_SETSID;
+    if (plan.session.controllingTerminal) flags |= F_CTTY;
+  }
+  if (plan.closeFrom) flags |= F_CLOSEFROM;
+  b.set(FLAGS, flags);
+  b.set(NSTEPS, plan.steps.length);
+  b.set(STEPS, b.putWords(plan.steps.flatMap(([fd, flag]) => [fd, flag, 0])));
+  b.set(NMAPS, plan.stdio.length);
+  b.set(MAPS, b.putWords(plan.stdio.flat()));
+  b.set(PATHS, b.putStrings(plan.candidates));
+  b.set(ARGV, b.putStrings(plan.argv));
+  b.set(ENVP, b.putStrings(plan.env));
+  b.set(STACK1, b.putStack());
+  b.set(STACK2, b.putStack());
+  b.set(MASK_ALL, -1n);
+  b.set(MASK_NONE, 0);
+  b.bytes.set([0x2e, 0], DOT); // "."
+
+  const pid = Number(loaded!.call(address));
+  if (pid < 0) return { ok: false, stage: "fork", errno: -pid, detail: 0 };
+  const grandchild = plan.fork ? b.get(GRANDCHILD) : 0;
+  const status = b.get(STATUS);
+  if (plan.fork) waitSync(pid); // the middle process has exited
+  if (status !== 0) {
+    if (grandchild > 0) waitSync(grandchild);
+    else if (!plan.fork) waitSync(pid);
+    const stage = (Object.keys(Stage) as StageName[]).find((k) => Stage[k] === status)!;
+    return { ok: false, stage, errno: b.get(ERRNO), detail: b.get(DETAIL) };
+  }
+  if (plan.fork && grandchild <= 0) {
+    return { ok: false, stage: "fork", errno: 10, /* ECHILD */ detail: 0 };
+  }
+  return { ok: true, pid: plan.fork ? grandchild : pid };
+}

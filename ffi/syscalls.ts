@@ -1,0 +1,180 @@
+/**
+ * Thin wrappers, one per C call, over the symbol table in `_libc.ts`.
+ *
+ * Convention (the kernel's): a wrapper returns its result, or a negative
+ * errno, read in the same synchronous stretch as the failing call. Callers
+ * that want an exception pass the result through {@linkcode check}, which
+ * makes the typed {@linkcode NamespaceError}.
+ *
+ * @module
+ */
+import { errno, libc } from "./_libc.ts";
+import { NamespaceError, type NamespaceErrorDetails } from "../src/errors.ts";
+
+export const O_RDONLY = 0;
+export const O_WRONLY = 1;
+export const O_RDWR = 2;
+export const O_NOCTTY = 0o400;
+export const O_DIRECTORY = 0o200000;
+export const O_CLOEXEC = 0o2000000;
+export const O_PATH = 0o10000000;
+export const WNOHANG = 1;
+export const WUNTRACED = 2;
+export const WCONTINUED = 8;
+export const EINTR = 4;
+export const ECHILD = 10;
+
+const F_DUPFD_CLOEXEC = 1030;
+const SYS_PIDFD_SEND_SIGNAL = 424; // the same number on x86_64 and aarch64
+const SYS_PIDFD_OPEN = 434;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** A NUL-terminated copy of `text`, sized by its UTF-8 bytes. */
+export function cString(text: string): Uint8Array<ArrayBuffer> {
+  const bytes = encoder.encode(text);
+  const out = new Uint8Array(bytes.length + 1);
+  out.set(bytes);
+  return out;
+}
+
+function result(rc: number): number {
+  return rc < 0 ? -errno() : rc;
+}
+
+function bigResult(rc: bigint): number {
+  return rc < 0n ? -errno() : Number(rc);
+}
+
+/**
+ * Returns `rc` when it is not negative, else throws the typed error for `-rc`.
+ *
+ * @throws {NamespaceError}
+ */
+export function check(rc: number, details: NamespaceErrorDetails): number {
+  if (rc < 0) throw new NamespaceError(-rc, details);
+  return rc;
+}
+
+/** open(2). Always add O_CLOEXEC: anything else leaks into the command. */
+export function open(path: string, flags: number): number {
+  return result(libc().open(cString(path), flags | O_CLOEXEC));
+}
+
+/** close(2). */
+export function close(fd: number): number {
+  return result(libc().close(fd));
+}
+
+/** pipe2(2) with O_CLOEXEC; returns `[readEnd, writeEnd]` or a negative errno. */
+export function pipe(): [number, number] | number {
+  const fds = new Int32Array(2);
+  const rc = result(libc().pipe2(fds, O_CLOEXEC));
+  return rc < 0 ? rc : [fds[0]!, fds[1]!];
+}
+
+/** fcntl(fd, F_DUPFD_CLOEXEC, min): a close-on-exec copy of `fd` numbered `min` or above. */
+export function dupAtLeast(fd: number, min: number): number {
+  return result(libc().fcntl(fd, F_DUPFD_CLOEXEC, min));
+}
+
+/** readlink(2); the link text, or a negative errno. */
+export function readlink(path: string): string | number {
+  const buf = new Uint8Array(4096);
+  const n = result(Number(libc().readlink(cString(path), buf, BigInt(buf.length))));
+  return n < 0 ? n : decoder.decode(buf.subarray(0, n));
+}
+
+/** read(2) on a pool thread; -1 on any error (errno is lost there). */
+export async function readAsync(fd: number, buf: Uint8Array<ArrayBuffer>): Promise<number> {
+  return Number(await libc().read_async(fd, buf, BigInt(buf.length)));
+}
+
+/** write(2) on a pool thread; -1 on any error (errno is lost there). */
+export async function writeAsync(fd: number, buf: Uint8Array<ArrayBuffer>): Promise<number> {
+  return Number(await libc().write_async(fd, buf, BigInt(buf.length)));
+}
+
+/** wait4(2) without blocking the event loop; the raw wait status, or -1. */
+export async function waitAsync(pid: number, options = 0): Promise<number> {
+  const status = new Int32Array(1);
+  const rc = await libc().wait4_async(pid, status, options, null);
+  return rc < 0 ? -1 : status[0]!;
+}
+
+/** wait4(2), blocking: only for a child known to be gone or going. */
+export function waitSync(pid: number): number {
+  const status = new Int32Array(1);
+  for (;;) {
+    const rc = result(libc().wait4(pid, status, 0, null));
+    if (rc !== -EINTR) return rc < 0 ? rc : status[0]!;
+  }
+}
+
+/** kill(2). */
+export function kill(pid: number, signal: number): number {
+  return result(libc().kill(pid, signal));
+}
+
+/** pidfd_open(2): a descriptor that names this very process, not a reusable pid. */
+export function pidfdOpen(pid: number): number {
+  return bigResult(libc().syscall3(BigInt(SYS_PIDFD_OPEN), BigInt(pid), 0n, 0n));
+}
+
+/** pidfd_send_signal(2). */
+export function pidfdSendSignal(pidfd: number, signal: number): number {
+  return bigResult(
+    libc().syscall5(BigInt(SYS_PIDFD_SEND_SIGNAL), BigInt(pidfd), BigInt(signal), 0n, 0n),
+  );
+}
+
+/** getpid(2). */
+export function getpid(): number {
+  return libc().getpid();
+}
+
+/** geteuid(2). */
+export function geteuid(): number {
+  return libc().geteuid();
+}
+
+/**
+ * Dies of `signal` as the command did: default action back, then kill(2) on
+ * ourselves. Returns only if the signal does not end the process.
+ */
+export function raiseDefault(signal: number): void {
+  libc().signal(signal, null); // SIG_DFL is 0
+  libc().kill(libc().getpid(), signal);
+}
+
+export const PROT_READ = 1;
+export const PROT_WRITE = 2;
+export const PROT_EXEC = 4;
+export const MAP_SHARED = 0x01;
+export const MAP_PRIVATE = 0x02;
+export const MAP_ANONYMOUS = 0x20;
+
+/** mmap(2) of anonymous memory; the address, or a negative errno. */
+export function mapAnonymous(
+  size: number,
+  prot: number,
+  flags: number,
+): Deno.PointerObject | number {
+  const address = libc().mmap(null, BigInt(size), prot, flags | MAP_ANONYMOUS, -1, 0n);
+  // MAP_FAILED is (void *)-1
+  if (address === null || Deno.UnsafePointer.value(address) === 0xffffffffffffffffn) {
+    return -errno();
+  }
+  return address;
+}
+
+/** mprotect(2). */
+export function protect(address: Deno.PointerObject, size: number, prot: number): number {
+  return result(libc().mprotect(address, BigInt(size), prot));
+}
+
+/** munmap(2). */
+export function unmap(address: Deno.PointerObject, size: number): number {
+  return result(libc().munmap(address, BigInt(size)));
+}

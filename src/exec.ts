@@ -1,0 +1,579 @@
+/**
+ * Run a command inside the namespaces of another process.
+ *
+ * @module
+ */
+import { constants } from "node:os";
+import { NamespaceError } from "./errors.ts";
+import {
+  DEFAULT_NAMESPACES,
+  NAMESPACE_TABLE,
+  type NamespaceType,
+  normalizeNamespaces,
+} from "./namespaces.ts";
+import { spawn, type SpawnPlan, type SpawnResult } from "../ffi/_spawner.ts";
+import {
+  check,
+  close,
+  dupAtLeast,
+  O_RDONLY,
+  O_RDWR,
+  open,
+  pidfdOpen,
+  pidfdSendSignal,
+  pipe,
+  readAsync,
+  readlink,
+  waitAsync,
+  writeAsync,
+} from "../ffi/syscalls.ts";
+
+/** How a standard stream of the command is connected, as in `Deno.CommandOptions`. */
+export type StdioMode = "piped" | "inherit" | "null";
+
+/** Options of {@linkcode spawnInNamespace} and {@linkcode execInNamespace}. */
+export interface NamespaceCommandOptions {
+  /** The target process, whose namespaces the command enters. */
+  pid: number;
+  /** The namespace types to join. Default: `["uts", "ipc", "net", "mnt"]`. */
+  namespaces?: readonly NamespaceType[];
+  /**
+   * The program and its arguments. A program without a slash is looked up on
+   * PATH; with `mnt` joined, inside the target's mount namespace.
+   */
+  command: readonly string[];
+  /** Variables to add to (or, with `clearEnv`, to make up) the environment. */
+  env?: Record<string, string>;
+  /** Start from an empty environment instead of this process's. */
+  clearEnv?: boolean;
+  /** Default `"inherit"`. */
+  stdin?: StdioMode;
+  /** Default `"inherit"` for {@linkcode spawnInNamespace}, `"piped"` for {@linkcode execInNamespace}. */
+  stdout?: StdioMode;
+  /** Default `"inherit"` for {@linkcode spawnInNamespace}, `"piped"` for {@linkcode execInNamespace}. */
+  stderr?: StdioMode;
+  /**
+   * With `user` joined: keep this process's uid, gid and groups instead of
+   * becoming uid 0 and gid 0 of the user namespace.
+   */
+  preserveCredentials?: boolean;
+}
+
+/** How the command ended, as `Deno.CommandStatus`. */
+export interface NamespaceStatus {
+  /** Whether the command exited with code 0. */
+  success: boolean;
+  /** The exit code; 128 + n when the command died of signal n. */
+  code: number;
+  /** The signal the command died of, or null. */
+  signal: Deno.Signal | null;
+}
+
+/** A finished command and what it wrote, as `Deno.CommandOutput`. */
+export interface NamespaceOutput extends NamespaceStatus {
+  /** What the command wrote to stdout (empty unless piped). */
+  stdout: Uint8Array;
+  /** What the command wrote to stderr (empty unless piped). */
+  stderr: Uint8Array;
+}
+
+/** @internal Options only the CLI uses. */
+export interface SpawnInternals {
+  /** Give the command this process's descriptors beyond 0-2 (the CLI passes on what its caller gave it). */
+  keepDescriptors?: boolean;
+}
+
+const SIGNAL_NAMES = new Map<number, Deno.Signal>(
+  Object.entries(constants.signals).map(([name, number]) => [number, name as Deno.Signal]),
+);
+
+/** The number of a signal name such as `"SIGTERM"`. */
+export function signalNumber(signal: Deno.Signal | number): number {
+  if (typeof signal === "number") return signal;
+  const number = (constants.signals as Record<string, number>)[signal];
+  if (number === undefined) throw new TypeError(`Unknown signal '${signal}'`);
+  return number;
+}
+
+/** Decodes a wait(2) status as `Deno.CommandStatus` does. */
+export function decodeWaitStatus(status: number): NamespaceStatus {
+  const signal = status & 0x7f;
+  if (signal === 0) {
+    const code = (status >> 8) & 0xff;
+    return { success: code === 0, code, signal: null };
+  }
+  return { success: false, code: 128 + signal, signal: SIGNAL_NAMES.get(signal) ?? null };
+}
+
+const ENOENT = 2;
+const EACCES = 13;
+const EPERM = 1;
+const EINVAL = 22;
+
+/** The hint for a refused join or open. */
+function privilegeHint(errno: number): string | undefined {
+  return errno === EPERM || errno === EACCES
+    ? "joining needs CAP_SYS_ADMIN over the namespace; run as root"
+    : undefined;
+}
+
+function validate(options: NamespaceCommandOptions): NamespaceType[] {
+  const { pid, command } = options;
+  if (!Number.isSafeInteger(pid) || pid <= 0) {
+    throw new RangeError(`Invalid pid ${pid}: must be a positive integer`);
+  }
+  if (!Array.isArray(command) || command.length === 0) {
+    throw new TypeError("No command given");
+  }
+  for (const arg of command) {
+    if (typeof arg !== "string" || arg.includes("\0")) {
+      throw new TypeError("Command arguments must be strings without NUL bytes");
+    }
+  }
+  for (const mode of [options.stdin, options.stdout, options.stderr]) {
+    if (mode !== undefined && mode !== "piped" && mode !== "inherit" && mode !== "null") {
+      throw new TypeError(`Invalid stdio mode '${mode}': use "piped", "inherit" or "null"`);
+    }
+  }
+  return normalizeNamespaces(options.namespaces ?? DEFAULT_NAMESPACES);
+}
+
+/** Where execve looks for the program, as execvp does. */
+export function candidatePaths(program: string, path: string | undefined): string[] {
+  if (program === "") return [];
+  if (program.includes("/")) return [program];
+  return (path ?? "/bin:/usr/bin").split(":").map((dir) => `${dir || "."}/${program}`);
+}
+
+/** Descriptors the parent holds while the plan is built, closed on every way out. */
+class Descriptors {
+  readonly #fds: number[] = [];
+  add(fd: number): number {
+    this.#fds.push(fd);
+    return fd;
+  }
+  release(fd: number): void {
+    const i = this.#fds.indexOf(fd);
+    if (i >= 0) this.#fds.splice(i, 1);
+  }
+  [Symbol.dispose](): void {
+    for (const fd of this.#fds.splice(0)) close(fd);
+  }
+}
+
+/** A descriptor numbered 3 or above, so that no dup3 in the child overwrites a later source. */
+function aboveStdio(fd: number, held: Descriptors): number {
+  if (fd >= 3) return fd;
+  const copy = held.add(
+    check(dupAtLeast(fd, 3), { syscall: "fcntl", action: "Failed to copy a descriptor" }),
+  );
+  close(fd);
+  held.release(fd);
+  return copy;
+}
+
+function failure(result: Extract<SpawnResult, { ok: false }>, ctx: {
+  pid: number;
+  program: string;
+  joined: NamespaceType[];
+}): NamespaceError {
+  const { errno } = result;
+  switch (result.stage) {
+    case "setns": {
+      const nsType = ctx.joined[result.detail]!;
+      return new NamespaceError(errno, {
+        syscall: "setns",
+        action: `Failed to join ${nsType} namespace of process ${ctx.pid}`,
+        nsType,
+        pid: ctx.pid,
+        ...(privilegeHint(errno) ? { hint: privilegeHint(errno)! } : {}),
+      });
+    }
+    case "exec":
+      return new NamespaceError(errno, {
+        syscall: "execve",
+        action: `Failed to execute ${ctx.program}`,
+        path: ctx.program,
+        pid: ctx.pid,
+      });
+    case "fork":
+      return new NamespaceError(errno, {
+        syscall: "clone",
+        action: `Failed to start a process in the namespaces of process ${ctx.pid}`,
+        pid: ctx.pid,
+      });
+    default:
+      return new NamespaceError(errno, {
+        syscall: result.stage,
+        action: `Failed to prepare the command (${result.stage})`,
+        pid: ctx.pid,
+      });
+  }
+}
+
+/** Opens every requested namespace of `pid`, in table order: all or nothing. */
+function openNamespaces(
+  pid: number,
+  types: readonly NamespaceType[],
+  held: Descriptors,
+): Map<NamespaceType, number> {
+  const fds = new Map<NamespaceType, number>();
+  for (const nsType of types) {
+    const path = `/proc/${pid}/ns/${nsType}`;
+    const fd = open(path, O_RDONLY);
+    if (fd < 0) {
+      const errno = -fd;
+      let hint = privilegeHint(errno);
+      if (errno === ENOENT && open(`/proc/${pid}`, O_RDONLY) >= 0) {
+        hint = `this kernel has no ${nsType} namespaces`;
+      }
+      throw new NamespaceError(errno, {
+        syscall: "open",
+        action: `Failed to open namespace ${path}`,
+        path,
+        nsType,
+        pid,
+        ...(hint ? { hint } : {}),
+      });
+    }
+    fds.set(nsType, held.add(fd));
+  }
+  if (fds.has("user") && readlink(`/proc/${pid}/ns/user`) === readlink("/proc/self/ns/user")) {
+    throw new NamespaceError(EINVAL, {
+      syscall: "setns",
+      action: `Failed to join user namespace of process ${pid}`,
+      nsType: "user",
+      pid,
+      hint: "it is the caller's own user namespace, which the kernel refuses to enter again",
+    });
+  }
+  return fds;
+}
+
+/**
+ * Builds the plan, spawns, and returns the command's pid plus the parent's
+ * ends of its pipes. Throws {@linkcode NamespaceError} with nothing started.
+ */
+function start(
+  options: NamespaceCommandOptions,
+  defaults: { stdout: StdioMode; stderr: StdioMode },
+  internals: SpawnInternals,
+): { pid: number; pipes: [number | null, number | null, number | null] } {
+  const types = validate(options);
+  using held = new Descriptors();
+  const fds = openNamespaces(options.pid, types, held);
+
+  // Step 0 is the user namespace; the rest follow in table order.
+  const joined: NamespaceType[] = ["user"];
+  const steps: [number, number][] = [[fds.get("user") ?? -1, 0x10000000]];
+  for (const ns of NAMESPACE_TABLE) {
+    if (ns.type === "user" || !fds.has(ns.type)) continue;
+    joined.push(ns.type);
+    steps.push([fds.get(ns.type)!, ns.flag]);
+  }
+
+  const modes = [
+    options.stdin ?? "inherit",
+    options.stdout ?? defaults.stdout,
+    options.stderr ?? defaults.stderr,
+  ] as const;
+  const stdio: [number, number][] = [];
+  const pipes: [number | null, number | null, number | null] = [null, null, null];
+  const childEnds: number[] = [];
+  let devNull = -1;
+  modes.forEach((mode, target) => {
+    if (mode === "inherit") return;
+    if (mode === "null") {
+      if (devNull < 0) {
+        devNull = aboveStdio(
+          held.add(check(open("/dev/null", O_RDWR), {
+            syscall: "open",
+            action: "Failed to open /dev/null",
+            path: "/dev/null",
+          })),
+          held,
+        );
+      }
+      stdio.push([devNull, target]);
+      return;
+    }
+    const ends = pipe();
+    if (typeof ends === "number") {
+      check(ends, { syscall: "pipe2", action: "Failed to create a pipe" });
+      return;
+    }
+    held.add(ends[0]);
+    held.add(ends[1]);
+    const [readEnd, writeEnd] = ends;
+    const [parentEnd, childEnd] = target === 0 ? [writeEnd, readEnd] : [readEnd, writeEnd];
+    pipes[target] = parentEnd;
+    const child = aboveStdio(childEnd, held);
+    childEnds.push(child);
+    stdio.push([child, target]);
+  });
+
+  const envRecord = options.clearEnv
+    ? { ...options.env }
+    : { ...Deno.env.toObject(), ...options.env };
+  const env = Object.entries(envRecord).map(([key, value]) => `${key}=${value}`);
+  const program = options.command[0]!;
+  const joinsUser = fds.has("user");
+  const plan: SpawnPlan = {
+    steps,
+    fork: fds.has("pid"),
+    shareMemory: !fds.has("time"),
+    stdio,
+    closeFrom: !internals.keepDescriptors,
+    candidates: candidatePaths(program, envRecord.PATH ?? Deno.env.get("PATH")),
+    argv: options.command,
+    env,
+    ...(joinsUser && !options.preserveCredentials ? { dropGroups: true, gid: 0, uid: 0 } : {}),
+  };
+  const result = spawn(plan);
+  if (!result.ok) throw failure(result, { pid: options.pid, program, joined });
+  // The parent keeps only its ends of the pipes; everything else closes here.
+  for (const fd of pipes) if (fd !== null) held.release(fd);
+  return { pid: result.pid, pipes };
+}
+
+/** A readable stream over a pipe, read on pool threads. */
+function pipeReader(fd: number): ReadableStream<Uint8Array> {
+  let reading: Promise<number> | null = null;
+  let closed = false;
+  const finish = () => {
+    if (!closed) {
+      closed = true;
+      close(fd);
+    }
+  };
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const buf = new Uint8Array(65536);
+      reading = readAsync(fd, buf);
+      const n = await reading;
+      reading = null;
+      if (closed) return;
+      if (n <= 0) {
+        finish();
+        controller.close();
+      } else {
+        controller.enqueue(buf.subarray(0, n));
+      }
+    },
+    async cancel() {
+      // Never close while a read is in flight: the number could be reused.
+      if (reading) await reading;
+      finish();
+    },
+  }, { highWaterMark: 0 });
+}
+
+/** A writable stream over a pipe, written on pool threads. */
+function pipeWriter(fd: number): WritableStream<Uint8Array> {
+  let closed = false;
+  const finish = () => {
+    if (!closed) {
+      closed = true;
+      close(fd);
+    }
+  };
+  return new WritableStream<Uint8Array>({
+    async write(chunk) {
+      let rest = new Uint8Array(chunk);
+      while (rest.length > 0) {
+        const n = await writeAsync(fd, rest);
+        if (n <= 0) throw new Error("Failed to write to the command's stdin (the pipe is closed)");
+        rest = rest.subarray(n);
+      }
+    },
+    close: finish,
+    abort: finish,
+  });
+}
+
+async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    chunks.push(chunk);
+    size += chunk.length;
+  }
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.length;
+  }
+  return out;
+}
+
+/**
+ * A command running inside another process's namespaces: the counterpart of
+ * `Deno.ChildProcess`.
+ */
+export class NamespaceProcess implements AsyncDisposable {
+  /** The command's pid, as this process sees it. */
+  readonly pid: number;
+  /** Resolves when the command has ended (and been reaped). */
+  readonly status: Promise<NamespaceStatus>;
+  readonly #stdin: WritableStream<Uint8Array> | null;
+  readonly #stdout: ReadableStream<Uint8Array> | null;
+  readonly #stderr: ReadableStream<Uint8Array> | null;
+  #pidfd: number;
+  #done = false;
+
+  /** @internal Use {@linkcode spawnInNamespace}. */
+  constructor(pid: number, pipes: readonly [number | null, number | null, number | null]) {
+    this.pid = pid;
+    // A pidfd names this very process, so kill() cannot hit a reused pid.
+    this.#pidfd = pidfdOpen(pid);
+    this.#stdin = pipes[0] === null ? null : pipeWriter(pipes[0]);
+    this.#stdout = pipes[1] === null ? null : pipeReader(pipes[1]);
+    this.#stderr = pipes[2] === null ? null : pipeReader(pipes[2]);
+    this.status = waitAsync(pid).then((raw) => {
+      this.#done = true;
+      if (this.#pidfd >= 0) close(this.#pidfd);
+      this.#pidfd = -1;
+      if (raw < 0) {
+        throw new NamespaceError(10, {
+          syscall: "wait4",
+          action: `Failed to wait for process ${pid}`,
+        });
+      }
+      return decodeWaitStatus(raw);
+    });
+  }
+
+  /** The command's stdin. @throws {TypeError} unless it was spawned with `stdin: "piped"` */
+  get stdin(): WritableStream<Uint8Array> {
+    if (!this.#stdin) throw new TypeError("stdin is not piped");
+    return this.#stdin;
+  }
+
+  /** The command's stdout. @throws {TypeError} unless it was spawned with `stdout: "piped"` */
+  get stdout(): ReadableStream<Uint8Array> {
+    if (!this.#stdout) throw new TypeError("stdout is not piped");
+    return this.#stdout;
+  }
+
+  /** The command's stderr. @throws {TypeError} unless it was spawned with `stderr: "piped"` */
+  get stderr(): ReadableStream<Uint8Array> {
+    if (!this.#stderr) throw new TypeError("stderr is not piped");
+    return this.#stderr;
+  }
+
+  /**
+   * Sends a signal to the command.
+   *
+   * @param signal Default `"SIGTERM"`.
+   * @throws {TypeError} when the command has already ended
+   */
+  kill(signal: Deno.Signal | number = "SIGTERM"): void {
+    const number = signalNumber(signal);
+    if (this.#done || this.#pidfd < 0) throw new TypeError("The command has already ended");
+    const rc = pidfdSendSignal(this.#pidfd, number);
+    if (rc === -3 /* ESRCH */) throw new TypeError("The command has already ended");
+    check(rc, {
+      syscall: "pidfd_send_signal",
+      action: `Failed to signal process ${this.pid}`,
+      pid: this.pid,
+    });
+  }
+
+  /** Waits for the command and collects what it wrote to piped stdout and stderr. */
+  async output(): Promise<NamespaceOutput> {
+    const empty = Promise.resolve(new Uint8Array());
+    const [stdout, stderr, status] = await Promise.all([
+      this.#stdout ? readAll(this.#stdout) : empty,
+      this.#stderr ? readAll(this.#stderr) : empty,
+      this.status,
+    ]);
+    return { ...status, stdout, stderr };
+  }
+
+  /** Kills the command if it still runs, then waits for it and closes its pipes. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (!this.#done) {
+      try {
+        this.kill("SIGTERM");
+      } catch {
+        // ended meanwhile
+      }
+    }
+    await this.status;
+    await Promise.all([
+      this.#stdin?.locked ? undefined : this.#stdin?.close().catch(() => {}),
+      this.#stdout?.locked ? undefined : this.#stdout?.cancel(),
+      this.#stderr?.locked ? undefined : this.#stderr?.cancel(),
+    ]);
+  }
+}
+
+/**
+ * Starts a command inside the namespaces of a running process and returns a
+ * handle to it, as `new Deno.Command(...).spawn()` does. Standard streams are
+ * inherited unless said otherwise.
+ *
+ * Every requested namespace is opened first; if any open or join fails, the
+ * command is not started and a {@linkcode NamespaceError} is thrown. This
+ * process and all its threads stay in their own namespaces.
+ *
+ * @param options The target, namespaces, command and stdio.
+ * @returns The running command.
+ * @throws {NamespaceError} when a namespace cannot be opened or joined, or the program cannot be run
+ * @throws {RangeError} for a bad pid or namespace type
+ * @throws {TypeError} for a bad command or stdio mode
+ *
+ * @example Stream a command's output
+ * ```ts ignore
+ * import { spawnInNamespace } from "./mod.ts";
+ * const child = spawnInNamespace({
+ *   pid: 1234,
+ *   namespaces: ["net"],
+ *   command: ["ip", "monitor"],
+ *   stdout: "piped",
+ * });
+ * for await (const chunk of child.stdout) console.log(new TextDecoder().decode(chunk));
+ * console.log((await child.status).code);
+ * ```
+ */
+export function spawnInNamespace(options: NamespaceCommandOptions): NamespaceProcess {
+  return spawnWith(options, {});
+}
+
+/** @internal The CLI's entry: as {@linkcode spawnInNamespace}, with internals. */
+export function spawnWith(
+  options: NamespaceCommandOptions,
+  internals: SpawnInternals,
+): NamespaceProcess {
+  const { pid, pipes } = start(options, { stdout: "inherit", stderr: "inherit" }, internals);
+  return new NamespaceProcess(pid, pipes);
+}
+
+/**
+ * Runs a command inside the namespaces of a running process and collects its
+ * output, as `new Deno.Command(...).output()` does: stdout and stderr are
+ * piped unless said otherwise.
+ *
+ * @param options The target, namespaces, command and stdio.
+ * @returns The exit status and what the command wrote.
+ * @throws {NamespaceError} when a namespace cannot be opened or joined, or the program cannot be run
+ * @throws {RangeError} for a bad pid or namespace type
+ * @throws {TypeError} for a bad command or stdio mode, or `stdin: "piped"`
+ *
+ * @example Read the hostname of a container
+ * ```ts ignore
+ * import { execInNamespace } from "./mod.ts";
+ * const out = await execInNamespace({ pid: 1234, namespaces: ["uts"], command: ["hostname"] });
+ * console.log(out.code, new TextDecoder().decode(out.stdout));
+ * ```
+ */
+export async function execInNamespace(options: NamespaceCommandOptions): Promise<NamespaceOutput> {
+  if (options.stdin === "piped") {
+    throw new TypeError(
+      'execInNamespace() cannot pipe stdin: use spawnInNamespace({ stdin: "piped" })',
+    );
+  }
+  const { pid, pipes } = start(options, { stdout: "piped", stderr: "piped" }, {});
+  return await new NamespaceProcess(pid, pipes).output();
+}
