@@ -1,0 +1,160 @@
+// Unprivileged unit tests: parsing, the namespace table, error mapping, status decoding.
+import assert from "node:assert/strict";
+import "./_helpers.ts";
+import {
+  helpText,
+  parseCli,
+  parseNamespaceList,
+  parsePid,
+  splitAtCommand,
+  UsageError,
+} from "../src/cli_args.ts";
+import { NamespaceError } from "../src/errors.ts";
+import { candidatePaths, decodeWaitStatus, signalNumber } from "../src/exec.ts";
+import { DEFAULT_NAMESPACES, NAMESPACE_TABLE, normalizeNamespaces } from "../src/namespaces.ts";
+import { execInNamespace, spawnInNamespace } from "../mod.ts";
+
+Deno.test("parsePid() accepts positive integers and rejects everything else", () => {
+  assert.equal(parsePid("1234"), 1234);
+  for (const bad of ["0", "-1", "abc", "12a", "1.5", "", "99999999"]) {
+    assert.throws(() => parsePid(bad), UsageError, bad);
+  }
+  assert.throws(() => parsePid(undefined), /Missing --pid/);
+});
+
+Deno.test("parseNamespaceList() orders and dedupes, and names the valid types", () => {
+  assert.deepEqual(parseNamespaceList(undefined), ["uts", "ipc", "net", "mnt"]);
+  assert.deepEqual(parseNamespaceList("mnt,uts,uts, net"), ["uts", "net", "mnt"]);
+  assert.throws(
+    () => parseNamespaceList("uts,bogus"),
+    /Unknown namespace type 'bogus' \(valid: uts, ipc, net, mnt, pid, cgroup, user, time\)/,
+  );
+  assert.throws(() => parseNamespaceList(","), /No namespace type/);
+});
+
+Deno.test("the namespace table matches the kernel's CLONE_NEW* flags", () => {
+  const flags = Object.fromEntries(NAMESPACE_TABLE.map((ns) => [ns.type, ns.flag]));
+  // include/uapi/linux/sched.h
+  assert.deepEqual(flags, {
+    uts: 0x04000000,
+    ipc: 0x08000000,
+    net: 0x40000000,
+    mnt: 0x00020000,
+    pid: 0x20000000,
+    cgroup: 0x02000000,
+    user: 0x10000000,
+    time: 0x00000080,
+  });
+  assert.deepEqual(DEFAULT_NAMESPACES, ["uts", "ipc", "net", "mnt"]);
+  assert.deepEqual(normalizeNamespaces(["time", "user", "uts"]), ["uts", "user", "time"]);
+});
+
+Deno.test("splitAtCommand() stops at -- or the first positional, keeping the command's options", () => {
+  assert.deepEqual(splitAtCommand(["-p", "1", "--", "ls", "-l"]), [["-p", "1"], ["ls", "-l"]]);
+  assert.deepEqual(splitAtCommand(["-p", "1", "ip", "-br", "link"]), [
+    ["-p", "1"],
+    ["ip", "-br", "link"],
+  ]);
+  assert.deepEqual(splitAtCommand(["--pid=1", "-n", "net", "--", "--weird"]), [
+    ["--pid=1", "-n", "net"],
+    ["--weird"],
+  ]);
+  assert.deepEqual(splitAtCommand(["-p", "1"]), [["-p", "1"], []]);
+});
+
+Deno.test("parseCli() reads exec, help and version, and reports usage errors", () => {
+  assert.deepEqual(parseCli(["exec", "-p", "7", "-n", "net,uts", "--", "hostname", "-f"]), {
+    kind: "exec",
+    pid: 7,
+    namespaces: ["uts", "net"],
+    command: ["hostname", "-f"],
+    preserveCredentials: false,
+  });
+  assert.deepEqual(parseCli(["exec", "--help"]), { kind: "help", topic: "exec" });
+  assert.deepEqual(parseCli([]), { kind: "help", topic: "main" });
+  assert.deepEqual(parseCli(["--version"]), { kind: "version" });
+  assert.throws(() => parseCli(["frobnicate"]), /Unknown command 'frobnicate'/);
+  assert.throws(() => parseCli(["exec", "-p", "7"]), /No command given/);
+  assert.throws(() => parseCli(["exec", "-p", "7", "-x", "--", "true"]), /Unknown option '-x'/);
+  assert.throws(() => parseCli(["exec", "--", "true"]), /Missing --pid/);
+});
+
+Deno.test("helpText() lists every option and namespace type", () => {
+  const text = helpText("exec");
+  for (const option of ["--pid", "--ns-types", "--preserve-credentials", "--help"]) {
+    assert.match(text, new RegExp(option));
+  }
+  for (const ns of NAMESPACE_TABLE) assert.match(text, new RegExp(`\\b${ns.type}\\b`));
+  // Every option's description starts in one column.
+  const columns = text.split("\n").flatMap((line) => {
+    const m = /^( {2}-.*?\S)( {2,})\S/.exec(line);
+    return m ? [m[1]!.length + m[2]!.length] : [];
+  });
+  assert.equal(columns.length, 4);
+  assert.equal(new Set(columns).size, 1, `description columns: ${columns}`);
+});
+
+Deno.test("NamespaceError carries code, errno and syscall, and the system's text", () => {
+  const error = new NamespaceError(2, {
+    syscall: "open",
+    action: "Failed to open namespace /proc/999999/ns/uts",
+    path: "/proc/999999/ns/uts",
+    nsType: "uts",
+    pid: 999999,
+  });
+  assert.equal(
+    error.message,
+    "Failed to open namespace /proc/999999/ns/uts: ENOENT: No such file or directory",
+  );
+  assert.equal(error.code, "ENOENT");
+  assert.equal(error.errno, 2);
+  assert.equal(error.syscall, "open");
+  assert.equal(error.nsType, "uts");
+  assert.equal(error.name, "NamespaceError");
+  const eperm = new NamespaceError(1, { syscall: "setns", action: "x", hint: "run as root" });
+  assert.equal(eperm.message, "x: EPERM: Operation not permitted (run as root)");
+});
+
+Deno.test("decodeWaitStatus() reads exit codes and signals as Deno.CommandStatus does", () => {
+  assert.deepEqual(decodeWaitStatus(0), { success: true, code: 0, signal: null });
+  assert.deepEqual(decodeWaitStatus(42 << 8), { success: false, code: 42, signal: null });
+  assert.deepEqual(decodeWaitStatus(15), { success: false, code: 143, signal: "SIGTERM" });
+  assert.deepEqual(decodeWaitStatus(9 | 0x80), { success: false, code: 137, signal: "SIGKILL" });
+  assert.equal(signalNumber("SIGUSR2"), 12);
+  assert.throws(() => signalNumber("SIGBOGUS" as Deno.Signal), TypeError);
+});
+
+Deno.test("candidatePaths() searches PATH as execvp does", () => {
+  assert.deepEqual(candidatePaths("ls", "/usr/bin:/bin"), ["/usr/bin/ls", "/bin/ls"]);
+  assert.deepEqual(candidatePaths("ls", "::/bin"), ["./ls", "./ls", "/bin/ls"]);
+  assert.deepEqual(candidatePaths("./x", "/bin"), ["./x"]);
+  assert.deepEqual(candidatePaths("ls", undefined), ["/bin/ls", "/usr/bin/ls"]);
+  assert.deepEqual(candidatePaths("", "/bin"), []);
+});
+
+Deno.test("the library rejects bad arguments before touching anything", async () => {
+  assert.throws(() => spawnInNamespace({ pid: 0, command: ["true"] }), RangeError);
+  assert.throws(() => spawnInNamespace({ pid: 1.5, command: ["true"] }), RangeError);
+  assert.throws(() => spawnInNamespace({ pid: 5, command: [] }), TypeError);
+  assert.throws(() => spawnInNamespace({ pid: 5, command: ["a\0b"] }), TypeError);
+  assert.throws(
+    // deno-lint-ignore no-explicit-any
+    () => spawnInNamespace({ pid: 5, namespaces: ["bogus" as any], command: ["true"] }),
+    RangeError,
+  );
+  await assert.rejects(
+    () => execInNamespace({ pid: 5, command: ["true"], stdin: "piped" }),
+    TypeError,
+  );
+});
+
+Deno.test("a missing process fails with ENOENT and its namespace file, as a typed error", async () => {
+  const error = await execInNamespace({ pid: 999999, command: ["echo", "test"] }).then(
+    () => undefined,
+    (e) => e,
+  );
+  assert.ok(error instanceof NamespaceError, String(error));
+  assert.equal(error.code, "ENOENT");
+  assert.equal(error.path, "/proc/999999/ns/uts");
+  assert.match(error.message, /No such file or directory/);
+});
