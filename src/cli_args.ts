@@ -130,7 +130,13 @@ export function parseCli(args: readonly string[]): CliArgs {
   }
 }
 
-const typeList = NAMESPACE_TABLE.map((ns) => ns.type).join(", ");
+/** Option rows `[flags, description...]`, aligned into one table. */
+function table(rows: readonly (readonly string[])[]): string {
+  const width = Math.max(...rows.map((r) => r[0]!.length)) + 2;
+  return rows.map(([flags, ...lines]) =>
+    lines.map((line, i) => `  ${(i === 0 ? flags! : "").padEnd(width)}${line}`).join("\n")
+  ).join("\n");
+}
 
 /** The help text of a topic. */
 export function helpText(topic: "main" | "exec"): string {
@@ -140,14 +146,22 @@ export function helpText(topic: "main" | "exec"): string {
 Run COMMAND inside the namespaces of the running process PID, as nsenter does.
 
 Options:
-  -p, --pid PID             the target process
-  -n, --ns-types LIST       namespaces to join, comma-separated (default: ${
-      DEFAULT_NAMESPACES.join(",")
-    })
-                            from: ${typeList}
-      --preserve-credentials with user: keep your uid, gid and groups (default: become
-                            uid 0 and gid 0 of the user namespace)
-  -h, --help                show this help
+${
+      table([
+        ["-p, --pid PID", "the target process"],
+        [
+          "-n, --ns-types LIST",
+          `namespaces to join, comma-separated (default: ${DEFAULT_NAMESPACES.join(",")})`,
+          `from: ${NAMESPACE_TABLE.map((ns) => ns.type).join(", ")}`,
+        ],
+        [
+          "--preserve-credentials",
+          "with user: keep your uid, gid and groups (default: become",
+          "uid 0 and gid 0 of the user namespace, as nsenter does)",
+        ],
+        ["-h, --help", "show this help"],
+      ])
+    }
 
 Everything after '--' (or from the first argument that is not an option) is the
 command, passed through untouched. With mnt joined the command is looked up on
@@ -168,12 +182,10 @@ Examples:
 Enter the namespaces of a running Linux process and run a command there.
 
 Commands:
-  exec        run a command inside the namespaces of a process
-  help        show this help
+${table([["exec", "run a command inside the namespaces of a process"], ["help", "show this help"]])}
 
 Options:
-  -h, --help      show this help
-  -V, --version   show the version
+${table([["-h, --help", "show this help"], ["-V, --version", "show the version"]])}
 
 Run 'ns-tool exec --help' for the options of exec.
 `;
