@@ -475,3 +475,43 @@ rootTest("exec works with stdin closed (fd 0 is a valid descriptor)", async () =
     assert.equal(ours.stdout, "test-container\n", `${types}: ${ours.stderr}`);
   }
 });
+
+rootTest(
+  "a refused join names the namespace and CAP_SYS_ADMIN, exits 1, and nothing runs",
+  async () => {
+    // nobody's own process: nobody may open its namespace files, but not join them.
+    await using target = await startTarget(
+      ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sleep", "30"],
+      (pid) => Deno.readTextFileSync(`/proc/${pid}/cmdline`).startsWith("sleep"),
+    );
+    const home = await Deno.makeTempDir();
+    await Deno.chmod(home, 0o777);
+    try {
+      const marker = `${home}/ran`;
+      const out = await run("setpriv", [
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        Deno.execPath(),
+        "run",
+        "-A",
+        "--quiet",
+        new URL("../cli.ts", import.meta.url).pathname,
+        "exec",
+        "-p",
+        String(target.pid),
+        "--",
+        "touch",
+        marker,
+      ], { env: { DENO_DIR: `${home}/deno`, HOME: home } });
+      assert.equal(
+        out.stderr,
+        `ns-tool: Failed to join uts namespace of process ${target.pid}: EPERM: Operation not permitted (joining needs CAP_SYS_ADMIN over the namespace; run as root)\n`,
+      );
+      assert.equal(out.code, 1);
+      await assert.rejects(() => Deno.stat(marker), Deno.errors.NotFound);
+    } finally {
+      await Deno.remove(home, { recursive: true });
+    }
+  },
+);

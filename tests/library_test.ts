@@ -1,0 +1,259 @@
+// The library (mod.ts) against real namespaces: results, handles, errors, and
+// that its caller is left untouched.
+import assert from "node:assert/strict";
+import { execInNamespace, NamespaceError, spawnInNamespace } from "../mod.ts";
+import { nsLink, rootTest, startTarget, type Target, waitFor } from "./_helpers.ts";
+
+const decoder = new TextDecoder();
+const text = (bytes: Uint8Array) => decoder.decode(bytes);
+const HOST_TYPES = ["uts", "ipc", "net", "mnt", "pid", "cgroup", "user", "time"];
+
+function container(hostname: string): Promise<Target> {
+  return startTarget(
+    [
+      "--uts",
+      "--ipc",
+      "--net",
+      "--mount",
+      "--pid",
+      "--fork",
+      "--mount-proc",
+      "sh",
+      "-c",
+      `hostname ${hostname} && exec sleep 60`,
+    ],
+    async (pid) => {
+      const out = await execInNamespace({ pid, namespaces: ["uts"], command: ["hostname"] });
+      return text(out.stdout) === `${hostname}\n`;
+    },
+  );
+}
+
+/** Every namespace of every thread of this process, plus cwd and root. */
+function callerState(): Record<string, string | undefined> {
+  const state: Record<string, string | undefined> = {
+    cwd: Deno.cwd(),
+    root: Deno.readLinkSync("/proc/self/root"),
+  };
+  for (const task of Deno.readDirSync("/proc/self/task")) {
+    for (const t of [...HOST_TYPES, "pid_for_children", "time_for_children"]) {
+      state[`${t}`] ??= nsLink("self", t);
+      const link = (() => {
+        try {
+          return Deno.readLinkSync(`/proc/self/task/${task.name}/ns/${t}`);
+        } catch {
+          return undefined; // the thread has just ended
+        }
+      })();
+      if (link !== undefined && link !== state[t]) state[`${t} of thread ${task.name}`] = link;
+    }
+  }
+  return state;
+}
+
+function openDescriptors(): number {
+  return [...Deno.readDirSync("/proc/self/fd")].length;
+}
+
+rootTest("execInNamespace() returns code, signal, success, stdout and stderr", async () => {
+  await using target = await container("lib-target");
+  const out = await execInNamespace({
+    pid: target.pid,
+    command: ["sh", "-c", "hostname; echo oops >&2; exit 3"],
+  });
+  assert.equal(text(out.stdout), "lib-target\n");
+  assert.equal(text(out.stderr), "oops\n");
+  assert.equal(out.code, 3);
+  assert.equal(out.success, false);
+  assert.equal(out.signal, null);
+  assert.ok(out.stdout instanceof Uint8Array);
+  const ok = await execInNamespace({ pid: target.pid, namespaces: ["uts"], command: ["true"] });
+  assert.deepEqual([ok.code, ok.success, ok.stdout.length], [0, true, 0]);
+});
+
+rootTest("execInNamespace() reports death by a signal as Deno.Command does", async () => {
+  await using target = await container("lib-target");
+  const out = await execInNamespace({ pid: target.pid, command: ["sh", "-c", "kill -KILL $$"] });
+  assert.deepEqual([out.code, out.signal, out.success], [137, "SIGKILL", false]);
+});
+
+rootTest("spawnInNamespace() gives a handle with pid, stdio streams, kill and status", async () => {
+  await using target = await container("lib-target");
+  const child = spawnInNamespace({
+    pid: target.pid,
+    namespaces: ["uts", "ipc", "net", "mnt", "pid"],
+    command: ["sh", "-c", "echo pid=$$; cat"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  });
+  assert.ok(child.pid > 0);
+  // From here the command is in the target's pid namespace.
+  assert.equal(nsLink(child.pid, "pid"), nsLink(target.pid, "pid"));
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode("through the pipe\n"));
+  await writer.close();
+  const out = await child.output();
+  assert.match(text(out.stdout), /^pid=\d+\nthrough the pipe\n$/);
+  assert.equal(out.code, 0);
+  assert.throws(() => child.stderr, TypeError);
+  assert.throws(() => child.kill(), TypeError);
+});
+
+rootTest("spawnInNamespace() kill() signals the command, and dispose cleans up", async () => {
+  await using target = await container("lib-target");
+  const child = spawnInNamespace({
+    pid: target.pid,
+    command: ["sleep", "30"],
+    stdout: "null",
+  });
+  child.kill("SIGUSR1");
+  assert.deepEqual(await child.status, { success: false, code: 138, signal: "SIGUSR1" });
+  {
+    await using second = spawnInNamespace({ pid: target.pid, command: ["sleep", "30"] });
+    assert.ok(second.pid > 0);
+  } // disposed: killed with SIGTERM and reaped
+});
+
+rootTest("errors are NamespaceError with code, errno, syscall, path and type", async () => {
+  await using target = await container("lib-target");
+  const missing = await execInNamespace({ pid: target.pid, command: ["no-such-program"] })
+    .catch((e) => e);
+  assert.ok(missing instanceof NamespaceError);
+  assert.deepEqual(
+    [missing.code, missing.errno, missing.syscall, missing.path],
+    ["ENOENT", 2, "execve", "no-such-program"],
+  );
+  assert.equal(
+    missing.message,
+    "Failed to execute no-such-program: ENOENT: No such file or directory",
+  );
+  const ownUser = await execInNamespace({
+    pid: target.pid,
+    namespaces: ["user"],
+    command: ["true"],
+  })
+    .catch((e) => e);
+  assert.ok(ownUser instanceof NamespaceError);
+  assert.equal(ownUser.nsType, "user");
+  assert.match(ownUser.message, /caller's own user namespace/);
+});
+
+rootTest("all or nothing: when one namespace fails, the command does not run", async () => {
+  await using target = await container("lib-target");
+  const marker = await Deno.makeTempFile();
+  await Deno.remove(marker);
+  // uts, net and mnt would work; user (our own) is refused, so nothing runs.
+  await assert.rejects(
+    execInNamespace({
+      pid: target.pid,
+      namespaces: ["uts", "net", "user"],
+      command: ["touch", marker],
+    }),
+    NamespaceError,
+  );
+  await assert.rejects(Deno.stat(marker), Deno.errors.NotFound);
+});
+
+rootTest(
+  "the caller's namespaces, cwd, root, threads, Workers and Deno.Command stay untouched",
+  async () => {
+    await using target = await container("lib-target");
+    const before = callerState();
+    const hostname = Deno.hostname();
+    for (
+      const namespaces of [["uts"], ["uts", "ipc", "net", "mnt"], ["uts", "mnt", "pid"]] as const
+    ) {
+      const out = await execInNamespace({ pid: target.pid, namespaces, command: ["hostname"] });
+      assert.equal(text(out.stdout), "lib-target\n");
+    }
+    // Concurrent calls while async file reads run on the pool threads.
+    const reads = Array.from({ length: 40 }, () => Deno.readTextFile("/proc/sys/kernel/hostname"));
+    const calls = Array.from({ length: 40 }, (_, i) =>
+      execInNamespace({
+        pid: target.pid,
+        namespaces: i % 2 ? ["uts", "mnt", "pid"] : ["uts", "net"],
+        command: ["hostname"],
+      }));
+    for (const out of await Promise.all(calls)) assert.equal(text(out.stdout), "lib-target\n");
+    for (const read of await Promise.all(reads)) assert.equal(read.trim(), hostname);
+    assert.deepEqual(callerState(), before);
+
+    // A Worker made now, a child process and async file operations all see the host.
+    const worker = new Worker(
+      `data:text/javascript,postMessage(Deno.readTextFileSync("/proc/sys/kernel/hostname").trim())`,
+      { type: "module" },
+    );
+    const fromWorker = await new Promise((resolve) => (worker.onmessage = (e) => resolve(e.data)));
+    worker.terminate();
+    assert.equal(fromWorker, hostname);
+    const command = await new Deno.Command("hostname", { stdout: "piped" }).output();
+    assert.equal(text(command.stdout).trim(), hostname);
+    assert.equal((await Deno.readTextFile("/proc/sys/kernel/hostname")).trim(), hostname);
+    assert.deepEqual(callerState(), before);
+  },
+);
+
+rootTest(
+  "dozens of concurrent calls against different targets each land in their own",
+  async () => {
+    const targets: Target[] = [];
+    try {
+      for (let i = 0; i < 24; i++) {
+        targets.push(
+          await startTarget(
+            ["--uts", "--net", "sh", "-c", `hostname target-${i} && exec sleep 60`],
+            (pid) => Deno.readTextFileSync(`/proc/${pid}/cmdline`).startsWith("sleep"),
+          ),
+        );
+      }
+      const calls = targets.flatMap((target, i) =>
+        [["uts"], ["uts", "net"], ["uts", "ipc", "net", "mnt"]].map(async (namespaces) => {
+          const out = await execInNamespace({
+            pid: target.pid,
+            namespaces: namespaces as ["uts"],
+            command: ["sh", "-c", "hostname; readlink /proc/$$/ns/net"],
+          });
+          return [i, namespaces.includes("net"), text(out.stdout)] as const;
+        })
+      );
+      const results = await Promise.all(calls);
+      assert.equal(results.length, 72);
+      for (const [i, joinedNet, stdout] of results) {
+        // These targets have no mount namespace of their own, so /proc is the host's
+        // and /proc/$$ names the command's own net namespace.
+        const [name, net] = stdout.trim().split("\n");
+        assert.equal(name, `target-${i}`);
+        assert.equal(net, joinedNet ? nsLink(targets[i]!.pid, "net") : nsLink("self", "net"));
+      }
+    } finally {
+      for (const target of targets) await target[Symbol.asyncDispose]();
+    }
+  },
+);
+
+rootTest("no descriptor leaks over thousands of calls, failing ones included", async () => {
+  await using target = await container("lib-target");
+  const run = () => execInNamespace({ pid: target.pid, command: ["true"] });
+  await run(); // warm up: libc, the code page and the block stay for the process's life
+  const before = openDescriptors();
+  for (let i = 0; i < 2000; i++) {
+    const out = await run();
+    assert.equal(out.code, 0);
+  }
+  for (let i = 0; i < 200; i++) {
+    await assert.rejects(execInNamespace({ pid: target.pid, command: ["no-such-program"] }));
+    await assert.rejects(execInNamespace({ pid: 999999, command: ["true"] }));
+    await assert.rejects(
+      execInNamespace({ pid: target.pid, namespaces: ["user"], command: ["true"] }),
+    );
+  }
+  const stream = spawnInNamespace({ pid: target.pid, command: ["yes"], stdout: "piped" });
+  const reader = stream.stdout.getReader();
+  await reader.read();
+  reader.releaseLock();
+  await stream[Symbol.asyncDispose]();
+  await waitFor("descriptors to close", () => openDescriptors() <= before || undefined, 2000)
+    .catch(() => {});
+  assert.equal(openDescriptors(), before);
+});
