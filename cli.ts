@@ -12,8 +12,9 @@
 import { helpText, parseCli, UsageError } from "./src/cli_args.ts";
 import type { ExecArgs } from "./src/cli_args.ts";
 import { NamespaceError } from "./src/errors.ts";
-import { signalNumber, spawnWith } from "./src/exec.ts";
-import { raiseDefault } from "./ffi/syscalls.ts";
+import { PIDFD, signalNumber, spawnWith } from "./src/exec.ts";
+import { close, pidfdSendSignal, raiseDefault, setHandler } from "./ffi/syscalls.ts";
+import { signalForwarder } from "./ffi/_spawner.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
 /** Signals passed on to the command while ns-tool waits for it. */
@@ -32,21 +33,19 @@ function fail(message: string, code: number): never {
 }
 
 async function exec(args: ExecArgs): Promise<never> {
-  // Listen before spawning: a signal in between must not orphan the command.
-  let child: ReturnType<typeof spawnWith> | undefined;
-  const pending: Deno.Signal[] = [];
-  const listeners = FORWARDED.map((signal) => {
-    const listener = () => {
-      if (!child) return void pending.push(signal);
-      try {
-        child.kill(signal);
-      } catch {
-        // it has just ended
-      }
-    };
-    Deno.addSignalListener(signal, listener);
-    return [signal, listener] as const;
-  });
+  // Forwarding is native: ns_forward_signal sends the signal to the command's
+  // pidfd from the signal handler itself. Deno's listeners are registered
+  // first so that Deno's signal driver owns these signals; then the handler
+  // replaces Deno's at the OS level. That keeps anything Deno registers later
+  // off them: above all its SIGUSR1 handler, which would open an
+  // unauthenticated inspector on 127.0.0.1:9229 in this (root) process.
+  const forwarder = signalForwarder();
+  const noop = () => {};
+  for (const signal of FORWARDED) {
+    Deno.addSignalListener(signal, noop);
+    setHandler(signalNumber(signal), forwarder.handler);
+  }
+  let child;
   try {
     child = spawnWith({
       pid: args.pid,
@@ -59,9 +58,18 @@ async function exec(args: ExecArgs): Promise<never> {
     const code = error.syscall !== "execve" ? 1 : error.code === "ENOENT" ? 127 : 126;
     fail(error.message, code);
   }
-  for (const signal of pending) child.kill(signal);
+  const pidfd = child[PIDFD]();
+  forwarder.target(pidfd);
+  // Signals that came before the pidfd was set were kept as pending bits.
+  const passOn = () => {
+    for (const signal of forwarder.takePending()) pidfdSendSignal(pidfd, signal);
+  };
+  passOn();
+  const poll = setInterval(passOn, 10);
   const status = await child.status;
-  for (const [signal, listener] of listeners) Deno.removeSignalListener(signal, listener);
+  clearInterval(poll);
+  forwarder.target(-1);
+  if (pidfd >= 0) close(pidfd);
   if (status.signal) {
     // Die of the same signal, so that the shell sees 128+n and a core dump is reported as one.
     raiseDefault(signalNumber(status.signal));

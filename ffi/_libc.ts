@@ -51,8 +51,12 @@ const SYMBOLS = {
   // long syscall(long number, ...): pidfd_open and pidfd_send_signal, which glibc wraps only since 2.36
   syscall3: { name: "syscall", parameters: ["i64", "i64", "i64", "i64"], result: "i64" },
   syscall5: { name: "syscall", parameters: ["i64", "i64", "i64", "i64", "i64"], result: "i64" },
+  // int sigaction(int sig, const struct sigaction *act, struct sigaction *oldact)
+  sigaction: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   // sighandler_t signal(int sig, sighandler_t handler)
   signal: { parameters: ["i32", "pointer"], result: "pointer" },
+  // int prctl(int option, unsigned long arg2, ...)
+  prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
   // pid_t getpid(void)
   getpid: { parameters: [], result: "i32" },
   // uid_t geteuid(void)

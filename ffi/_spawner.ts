@@ -13,6 +13,7 @@
 import { SPAWNER_CODE } from "./_spawner_code.ts";
 import {
   cString,
+  getDumpable,
   MAP_PRIVATE,
   MAP_SHARED,
   mapAnonymous,
@@ -20,6 +21,7 @@ import {
   PROT_READ,
   PROT_WRITE,
   protect,
+  setDumpable,
   unmap,
   waitSync,
 } from "./syscalls.ts";
@@ -63,6 +65,7 @@ const F_CHDIR = 128;
 const F_SETSID = 256;
 const F_CTTY = 512;
 const F_CLOSEFROM = 1024;
+const F_NODUMP = 2048;
 
 const CLONE_VM = 0x100;
 const CLONE_VFORK = 0x4000;
@@ -96,7 +99,12 @@ export interface SpawnPlan {
   steps: readonly (readonly [number, number])[];
   /** Clone once more after joining, so that the command enters the pid namespace. */
   fork: boolean;
-  /** Share memory with the child (CLONE_VM); false is needed to join a time namespace. */
+  /**
+   * Share memory with the child (CLONE_VM), as posix_spawn does. False gives
+   * the child a copy of its own (a fork; its cost grows with the caller's
+   * memory): only needed to join a time namespace, which the kernel refuses
+   * to a process that shares its memory.
+   */
   shareMemory: boolean;
   /** fchdir(rootFd); chroot("."). */
   rootFd?: number;
@@ -127,28 +135,77 @@ export type SpawnResult =
 
 interface Loaded {
   call: (block: Deno.PointerObject) => bigint;
+  /** The address of ns_forward_signal, a signal handler. */
+  forwardSignal: Deno.PointerObject;
+  /** The handler's data page: the pidfd signals go to (-1: none yet). */
+  target: Int32Array;
+  /** The handler's data page: bits of signals that came with no pidfd set. */
+  pending: BigInt64Array;
   block?: { address: Deno.PointerObject; size: number } | undefined;
 }
 
 let loaded: Loaded | undefined;
 
+const PAGE = 4096;
+
 function load(): Loaded {
   if (loaded) return loaded;
-  const image = SPAWNER_CODE[Deno.build.arch];
-  if (!image) throw new Error(`ns-tool has no spawner for ${Deno.build.arch}`);
-  const bytes = Uint8Array.from(atob(image), (c) => c.charCodeAt(0));
-  const size = Math.ceil(bytes.length / 4096) * 4096;
-  const code = mapAnonymous(size, PROT_READ | PROT_WRITE, MAP_PRIVATE);
-  if (typeof code === "number") throw new Error(`Cannot map the spawner: errno ${-code}`);
-  new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(code, size)).set(bytes);
-  // W^X: writable while copying, then executable only.
-  if (protect(code, size, PROT_READ | PROT_EXEC) < 0) {
+  const code = SPAWNER_CODE[Deno.build.arch];
+  if (!code) throw new Error(`ns-tool has no spawner for ${Deno.build.arch}`);
+  const bytes = Uint8Array.from(atob(code.image), (c) => c.charCodeAt(0));
+  // One page of code (the build checks it fits), then the handler's data page.
+  const address = mapAnonymous(2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+  if (typeof address === "number") throw new Error(`Cannot map the spawner: errno ${-address}`);
+  const pages = Deno.UnsafePointerView.getArrayBuffer(address, 2 * PAGE);
+  new Uint8Array(pages, 0, PAGE).set(bytes);
+  const target = new Int32Array(pages, PAGE, 1);
+  const pending = new BigInt64Array(pages, PAGE + 8, 1);
+  target[0] = -1;
+  // W^X: the code page becomes executable only; the data page stays writable.
+  if (protect(address, PAGE, PROT_READ | PROT_EXEC) < 0) {
     throw new Error("Cannot make the spawner executable");
   }
+  const base = Deno.UnsafePointer.value(address);
+  const at = (offset: number) => Deno.UnsafePointer.create(base + BigInt(offset))!;
   const definition = { parameters: ["pointer"], result: "i64" } as const;
-  const fn = new Deno.UnsafeFnPointer(code as Deno.PointerObject<typeof definition>, definition);
-  loaded = { call: (block) => fn.call(block) };
+  const fn = new Deno.UnsafeFnPointer(
+    at(code.entries.ns_spawn) as Deno.PointerObject<typeof definition>,
+    definition,
+  );
+  loaded = {
+    call: (block) => fn.call(block),
+    forwardSignal: at(code.entries.ns_forward_signal),
+    target,
+    pending,
+  };
   return loaded;
+}
+
+/** The native signal handler that passes signals on to the command; see ffi/spawner/x86_64.S. */
+export interface SignalForwarder {
+  /** The handler, to install with sigaction(2). */
+  handler: Deno.PointerObject;
+  /** Sets the pidfd signals go to (-1: none). */
+  target(pidfd: number): void;
+  /** Takes the signals that came while no pidfd was set (and clears them). */
+  takePending(): number[];
+}
+
+/** The native signal forwarder of this module instance. */
+export function signalForwarder(): SignalForwarder {
+  const state = load();
+  return {
+    handler: state.forwardSignal,
+    target: (pidfd) => void Atomics.store(state.target, 0, pidfd),
+    takePending: () => {
+      const bits = Atomics.exchange(state.pending, 0, 0n);
+      const signals = [];
+      for (let signal = 1; signal < 64; signal++) {
+        if (bits & (1n << BigInt(signal))) signals.push(signal);
+      }
+      return signals;
+    },
+  };
 }
 
 /** Lays out a plan in the block; returns the block's address. */
@@ -230,7 +287,7 @@ export function spawn(plan: SpawnPlan): SpawnResult {
   const address = block(size);
   const b = new BlockWriter(address, size);
   b.set(CLONE_FLAGS, (plan.shareMemory ? CLONE_VM : 0) | CLONE_VFORK | SIGCHLD);
-  let flags = plan.fork ? F_FORK : 0;
+  let flags = (plan.fork ? F_FORK : 0) | F_NODUMP;
   if (plan.dropGroups) flags |= F_SETGROUPS;
   if (plan.gid !== undefined) {
     flags |= F_SETGID;
@@ -272,7 +329,12 @@ export function spawn(plan: SpawnPlan): SpawnResult {
   b.set(MASK_NONE, 0);
   b.bytes.set([0x2e, 0], DOT); // "."
 
+  // The child makes the memory non-dumpable (see x86_64.S, step 0); with
+  // CLONE_VM that is the caller's memory too, and credential changes in the
+  // child do the same: put the caller's flag back.
+  const dumpable = getDumpable();
   const pid = Number(loaded!.call(address));
+  if (plan.shareMemory && dumpable > 0) setDumpable(dumpable);
   if (pid < 0) return { ok: false, stage: "fork", errno: -pid, detail: 0 };
   const grandchild = plan.fork ? b.get(GRANDCHILD) : 0;
   const status = b.get(STATUS);

@@ -129,6 +129,19 @@ export function pidfdSendSignal(pidfd: number, signal: number): number {
   );
 }
 
+const PR_GET_DUMPABLE = 3;
+const PR_SET_DUMPABLE = 4;
+
+/** prctl(PR_GET_DUMPABLE): 1 (dumpable), 0, or 2; or a negative errno. */
+export function getDumpable(): number {
+  return result(libc().prctl(PR_GET_DUMPABLE, 0n, 0n, 0n, 0n));
+}
+
+/** prctl(PR_SET_DUMPABLE, value). */
+export function setDumpable(value: number): number {
+  return result(libc().prctl(PR_SET_DUMPABLE, BigInt(value), 0n, 0n, 0n));
+}
+
 /** getpid(2). */
 export function getpid(): number {
   return libc().getpid();
@@ -146,6 +159,20 @@ export function geteuid(): number {
 export function raiseDefault(signal: number): void {
   libc().signal(signal, null); // SIG_DFL is 0
   libc().kill(libc().getpid(), signal);
+}
+
+const SA_RESTART = 0x10000000;
+/** glibc's struct sigaction on x86_64 and aarch64: handler, 128-byte mask, int flags, restorer. */
+const SIGACTION_SIZE = 152;
+const SIGACTION_FLAGS = 136;
+
+/** sigaction(2): run `handler` (a native function) on `signal`, with SA_RESTART and no extra mask. */
+export function setHandler(signal: number, handler: Deno.PointerObject): number {
+  const act = new Uint8Array(SIGACTION_SIZE);
+  const view = new DataView(act.buffer);
+  view.setBigUint64(0, Deno.UnsafePointer.value(handler), true);
+  view.setInt32(SIGACTION_FLAGS, SA_RESTART, true);
+  return result(libc().sigaction(signal, act, null));
 }
 
 export const PROT_READ = 1;

@@ -77,6 +77,9 @@ export interface NamespaceOutput extends NamespaceStatus {
   stderr: Uint8Array;
 }
 
+/** @internal The key of a method that returns a new descriptor of the command's pidfd. */
+export const PIDFD: unique symbol = Symbol("ns-tool pidfd");
+
 /** @internal Options only the CLI uses. */
 export interface SpawnInternals {
   /** Give the command this process's descriptors beyond 0-2 (the CLI passes on what its caller gave it). */
@@ -442,6 +445,11 @@ export class NamespaceProcess implements AsyncDisposable {
       }
       return decodeWaitStatus(raw);
     });
+  }
+
+  /** @internal A descriptor of its own of the command's pidfd, for the caller to close; -1 if none. */
+  [PIDFD](): number {
+    return this.#pidfd < 0 ? -1 : dupAtLeast(this.#pidfd, 3);
   }
 
   /** The command's stdin. @throws {TypeError} unless it was spawned with `stdin: "piped"` */

@@ -1,6 +1,7 @@
 // `ns-tool exec` against real namespaces, compared with util-linux nsenter.
 import assert from "node:assert/strict";
 import {
+  CLI,
   CLI_SHELL,
   NSENTER_FLAG,
   nsenterArgs,
@@ -515,3 +516,33 @@ rootTest(
     }
   },
 );
+
+/** Whether anything listens on TCP 127.0.0.1:9229 (Deno's SIGUSR1 inspector). */
+function inspectorListening(): boolean {
+  const table = Deno.readTextFileSync("/proc/net/tcp");
+  return table.split("\n").some((line) => / 0100007F:240D 00000000:0000 0A /.test(line));
+}
+
+rootTest("SIGUSR1 reaches the command and opens no inspector in ns-tool", async () => {
+  await using target = await startTarget(CONTAINER, (pid) => hostnameIs(pid, "test-container"));
+  assert.equal(inspectorListening(), false, "something already listens on 9229");
+  const script = "trap 'echo got USR1; exit 5' USR1; echo ready; while :; do sleep 0.05; done";
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", CLI, "exec", "-p", String(target.pid), "--", "sh", "-c", script],
+    stdout: "piped",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = (await reader.read()).value ?? "";
+  // Past Deno's 500 ms grace period, after which plain Deno starts its inspector on SIGUSR1.
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  child.kill("SIGUSR1");
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    out += value;
+  }
+  const status = await child.status;
+  assert.match(out, /got USR1/);
+  assert.equal(status.code, 5);
+  assert.equal(inspectorListening(), false);
+});

@@ -243,3 +243,37 @@ rootTest("no descriptor leaks over thousands of calls, failing ones included", a
   assert.equal(report.failed, 600);
   assert.deepEqual(report.after, report.before);
 });
+
+rootTest(
+  "joining a user namespace leaves the caller dumpable (memory is not shared then)",
+  async () => {
+    // Owned by nobody: uid 0 inside is host uid 65534, so entering changes real credentials,
+    // which marks the memory of the process that does it non-dumpable.
+    await using target = await startTarget([
+      "setpriv",
+      "--reuid=65534",
+      "--regid=65534",
+      "--clear-groups",
+      "unshare",
+      "--user",
+      "--map-root-user",
+      "--uts",
+      "--pid",
+      "--fork",
+      "sleep",
+      "60",
+    ]);
+    const lib = Deno.dlopen("libc.so.6", { prctl: { parameters: ["i32", "i64"], result: "i32" } });
+    try {
+      const PR_GET_DUMPABLE = 3;
+      assert.equal(lib.symbols.prctl(PR_GET_DUMPABLE, 0n), 1);
+      for (const namespaces of [["user", "uts"], ["user", "uts", "pid"]] as const) {
+        const out = await execInNamespace({ pid: target.pid, namespaces, command: ["id", "-u"] });
+        assert.equal(text(out.stdout), "0\n", String(namespaces));
+        assert.equal(lib.symbols.prctl(PR_GET_DUMPABLE, 0n), 1, String(namespaces));
+      }
+    } finally {
+      lib.close();
+    }
+  },
+);

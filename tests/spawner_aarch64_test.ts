@@ -72,7 +72,7 @@ async function runOk(cmd: string, args: string[]): Promise<void> {
 }
 
 function image(): Uint8Array {
-  const base64 = SPAWNER_CODE.aarch64;
+  const base64 = SPAWNER_CODE.aarch64?.image;
   assert.ok(base64, "ffi/_spawner_code.ts has no aarch64 image");
   return Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
 }

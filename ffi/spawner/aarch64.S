@@ -9,7 +9,8 @@
  * - The image is written to fresh memory and made executable with mprotect,
  *   which makes the kernel synchronise the instruction cache for the page.
  *
- * Block layout and constants must match ffi/_spawner.ts.
+ * Block layout and constants must match ffi/_spawner.ts. ns_forward_signal is
+ * the signal handler described in x86_64.S.
  */
         .text
         .globl  ns_spawn
@@ -52,6 +53,7 @@
         .equ B_SETSID, 8
         .equ B_CTTY, 9
         .equ B_CLOSEFROM, 10
+        .equ B_NODUMP, 11
 
         .equ S_SETNS, 1
         .equ S_FORK, 2
@@ -83,12 +85,17 @@
         .equ SYS_execve, 221
         .equ SYS_setns, 268
         .equ SYS_close_range, 436
+        .equ SYS_prctl, 167
+        .equ SYS_pidfd_send_signal, 424
+        .equ PR_SET_DUMPABLE, 4
+        .equ DATA_PAGE, 4096
 
         .equ CLONE_PARENT, 0x8000
         .equ TIOCSCTTY, 0x540e
 
 /* x19 = block, x20 = counter or stage, x21 = pass, x22 = element pointer,
  * x23 = detail or last errno, x24 = FLAGS, x25 = saved fd or "saw EACCES" */
+image_start:
 ns_spawn:
         stp     x19, x20, [sp, #-64]!
         stp     x21, x22, [sp, #16]
@@ -127,6 +134,14 @@ ns_spawn:
         ret
 
 child:
+        /* 0. not dumpable while holding the caller's memory and descriptors */
+        ldr     x9, [x19, #FLAGS]
+        tbz     x9, #B_NODUMP, 1f
+        mov     x8, #SYS_prctl
+        mov     x0, #PR_SET_DUMPABLE
+        mov     x1, #0
+        svc     #0
+1:
         /* 1. every handler back to SIG_DFL */
         mov     x20, #1
 reset_signal:
@@ -386,3 +401,25 @@ fail:
         mov     x8, #SYS_exit_group
         mov     x0, #127
         svc     #0
+
+        .globl  ns_forward_signal
+ns_forward_signal:
+        mov     x1, x0                          /* the signal */
+        adr     x9, image_start
+        add     x9, x9, #DATA_PAGE
+        ldrsw   x0, [x9]                        /* the command's pidfd */
+        tbnz    x0, #63, 1f
+        mov     x2, #0
+        mov     x3, #0
+        mov     x8, #SYS_pidfd_send_signal
+        svc     #0
+        ret
+        /* no command yet: set the signal's bit in the pending word, atomically */
+1:      add     x10, x9, #8
+        mov     x11, #1
+        lsl     x11, x11, x1
+2:      ldaxr   x12, [x10]
+        orr     x12, x12, x11
+        stlxr   w13, x12, [x10]
+        cbnz    w13, 2b
+        ret

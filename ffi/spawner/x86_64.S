@@ -17,6 +17,15 @@
  * A failing step stores {stage, errno, detail} in the block and exits 127.
  * The layout and the constants below must match ffi/_spawner.ts; the byte
  * image there is made from this file by scripts/build-spawner.ts.
+ *
+ *   void ns_forward_signal(int sig);   a signal handler
+ *
+ * The CLI installs it for the signals it passes on: it sends the signal to
+ * the command through the pidfd stored in the page that follows the image
+ * (ffi/_spawner.ts maps that page read-write). With no pidfd there yet (-1),
+ * it sets the signal's bit in the pending word after it, atomically, for the
+ * CLI to pass on. It makes one raw system call or one atomic OR, so it is
+ * async-signal-safe, and it works while the event loop is busy.
  */
         .intel_syntax noprefix
         .text
@@ -61,6 +70,7 @@
         .equ F_SETSID, 256
         .equ F_CTTY, 512        /* ioctl(0, TIOCSCTTY, 0) */
         .equ F_CLOSEFROM, 1024  /* close_range(3, ~0, 0) */
+        .equ F_NODUMP, 2048     /* prctl(PR_SET_DUMPABLE, 0) before joining anything */
 
 /* stages reported in STATUS */
         .equ S_SETNS, 1
@@ -94,11 +104,16 @@
         .equ SYS_dup3, 292
         .equ SYS_setns, 308
         .equ SYS_close_range, 436
+        .equ SYS_prctl, 157
+        .equ SYS_pidfd_send_signal, 424
+        .equ PR_SET_DUMPABLE, 4
+        .equ DATA_PAGE, 4096    /* the read-write page after the image */
 
         .equ CLONE_PARENT, 0x8000
         .equ TIOCSCTTY, 0x540e
         .equ O_DIR_RDONLY_CLOEXEC, 0x90000      /* O_RDONLY|O_DIRECTORY|O_CLOEXEC */
 
+image_start:
 ns_spawn:
         push    rbx
         push    r12
@@ -142,6 +157,19 @@ ns_spawn:
         ret
 
 child:
+        /* 0. Not dumpable: while this process (or, for a pid namespace, its
+         * child, which inherits the flag) holds the caller's memory and a copy
+         * of its descriptors, nobody inside the target may ptrace it or read
+         * /proc/PID/mem, /proc/PID/fd. The flag belongs to the memory, so with
+         * CLONE_VM it lands on the caller's too: ffi/_spawner.ts puts the
+         * caller's back after the call. execve gives the command its own. */
+        test    qword ptr [r12 + FLAGS], F_NODUMP
+        jz      1f
+        mov     eax, SYS_prctl
+        mov     edi, PR_SET_DUMPABLE
+        xor     esi, esi
+        syscall
+1:
         /* 1. Every handler back to SIG_DFL (SIGKILL and SIGSTOP refuse: ignored). */
         mov     ebx, 1
 reset_signal:
@@ -437,3 +465,22 @@ fail:
         mov     eax, SYS_exit_group
         mov     edi, 127
         syscall
+
+        .globl  ns_forward_signal
+ns_forward_signal:
+        mov     esi, edi                        /* the signal */
+        mov     edi, dword ptr [rip + image_start + DATA_PAGE]  /* the command's pidfd */
+        test    edi, edi
+        js      1f
+        mov     eax, SYS_pidfd_send_signal
+        xor     edx, edx
+        xor     r10d, r10d
+        syscall
+        ret
+        /* No command yet: remember the signal in the pending word (the CLI
+         * passes these on once it knows the command). */
+1:      mov     ecx, esi
+        mov     eax, 1
+        shl     rax, cl
+        lock or qword ptr [rip + image_start + DATA_PAGE + 8], rax
+        ret
