@@ -148,11 +148,17 @@ let loaded: Loaded | undefined;
 
 const PAGE = 4096;
 
+/** Base64 to bytes: Uint8Array.fromBase64 where the runtime has it (Deno 2.5+), else atob. */
+function decodeBase64(text: string): Uint8Array {
+  const fromBase64 = (Uint8Array as { fromBase64?: (s: string) => Uint8Array }).fromBase64;
+  return fromBase64 ? fromBase64(text) : Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+}
+
 function load(): Loaded {
   if (loaded) return loaded;
   const code = SPAWNER_CODE[Deno.build.arch];
   if (!code) throw new Error(`ns-tool has no spawner for ${Deno.build.arch}`);
-  const bytes = Uint8Array.from(atob(code.image), (c) => c.charCodeAt(0));
+  const bytes = decodeBase64(code.image);
   // One page of code (the build checks it fits), then the handler's data page.
   const address = mapAnonymous(2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE);
   if (typeof address === "number") throw new Error(`Cannot map the spawner: errno ${-address}`);

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { getSystemErrorMessage, getSystemErrorName } from "node:util";
+import { errnoMessage, errnoName } from "../ffi/_libc.ts";
 import type { NamespaceType } from "./namespaces.ts";
 
 /** What {@linkcode NamespaceError} carries besides the errno. */
@@ -75,22 +75,4 @@ export class NamespaceError extends Error {
   }
 }
 
-/** The symbolic name of a positive errno value, such as `"ENOENT"`. */
-export function errnoName(errno: number): string {
-  try {
-    return getSystemErrorName(-errno);
-  } catch {
-    return `E${errno}`;
-  }
-}
-
-/** The system's text for a positive errno value, such as "No such file or directory". */
-export function errnoMessage(errno: number): string {
-  try {
-    // libuv's texts are glibc's strerror texts in lower case: restore the capital.
-    const text = getSystemErrorMessage(-errno);
-    return text.charAt(0).toUpperCase() + text.slice(1);
-  } catch {
-    return `Unknown error ${errno}`;
-  }
-}
+export { errnoMessage, errnoName };

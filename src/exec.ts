@@ -3,7 +3,6 @@
  *
  * @module
  */
-import { constants } from "node:os";
 import { NamespaceError } from "./errors.ts";
 import {
   DEFAULT_NAMESPACES,
@@ -12,6 +11,7 @@ import {
   normalizeNamespaces,
 } from "./namespaces.ts";
 import { spawn, type SpawnPlan, type SpawnResult } from "../ffi/_spawner.ts";
+import { signalName } from "../ffi/_libc.ts";
 import {
   check,
   close,
@@ -86,16 +86,16 @@ export interface SpawnInternals {
   keepDescriptors?: boolean;
 }
 
-const SIGNAL_NAMES = new Map<number, Deno.Signal>(
-  Object.entries(constants.signals).map(([name, number]) => [number, name as Deno.Signal]),
-);
-
-/** The number of a signal name such as `"SIGTERM"`. */
+/** The number of a signal name such as `"SIGTERM"` (names as glibc's sigabbrev_np gives them). */
 export function signalNumber(signal: Deno.Signal | number): number {
   if (typeof signal === "number") return signal;
-  const number = (constants.signals as Record<string, number>)[signal];
-  if (number === undefined) throw new TypeError(`Unknown signal '${signal}'`);
-  return number;
+  for (let number = 1; number < 32; number++) {
+    if (signalName(number) === signal) return number;
+  }
+  // Aliases glibc does not return by number.
+  const alias = ({ SIGIOT: 6, SIGPOLL: 29 } as Record<string, number>)[signal];
+  if (alias === undefined) throw new TypeError(`Unknown signal '${signal}'`);
+  return alias;
 }
 
 /** Decodes a wait(2) status as `Deno.CommandStatus` does. */
@@ -105,7 +105,7 @@ export function decodeWaitStatus(status: number): NamespaceStatus {
     const code = (status >> 8) & 0xff;
     return { success: code === 0, code, signal: null };
   }
-  return { success: false, code: 128 + signal, signal: SIGNAL_NAMES.get(signal) ?? null };
+  return { success: false, code: 128 + signal, signal: signalName(signal) as Deno.Signal | null };
 }
 
 const ENOENT = 2;

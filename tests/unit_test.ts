@@ -4,9 +4,9 @@ import "./_helpers.ts";
 import {
   helpText,
   parseCli,
+  parseExecOptions,
   parseNamespaceList,
   parsePid,
-  splitAtCommand,
   UsageError,
 } from "../src/cli_args.ts";
 import { NamespaceError } from "../src/errors.ts";
@@ -49,17 +49,31 @@ Deno.test("the namespace table matches the kernel's CLONE_NEW* flags", () => {
   assert.deepEqual(normalizeNamespaces(["time", "user", "uts"]), ["uts", "user", "time"]);
 });
 
-Deno.test("splitAtCommand() stops at -- or the first positional, keeping the command's options", () => {
-  assert.deepEqual(splitAtCommand(["-p", "1", "--", "ls", "-l"]), [["-p", "1"], ["ls", "-l"]]);
-  assert.deepEqual(splitAtCommand(["-p", "1", "ip", "-br", "link"]), [
-    ["-p", "1"],
-    ["ip", "-br", "link"],
-  ]);
-  assert.deepEqual(splitAtCommand(["--pid=1", "-n", "net", "--", "--weird"]), [
-    ["--pid=1", "-n", "net"],
-    ["--weird"],
-  ]);
-  assert.deepEqual(splitAtCommand(["-p", "1"]), [["-p", "1"], []]);
+Deno.test("parseExecOptions() stops at -- or the first positional, keeping the command's options", () => {
+  assert.deepEqual(parseExecOptions(["-p", "1", "--", "ls", "-l"]), {
+    values: { pid: "1" },
+    command: ["ls", "-l"],
+  });
+  assert.deepEqual(parseExecOptions(["-p1", "ip", "-br", "link"]), {
+    values: { pid: "1" },
+    command: ["ip", "-br", "link"],
+  });
+  assert.deepEqual(
+    parseExecOptions(["--pid=1", "-n", "net", "--preserve-credentials", "--", "--weird"]),
+    {
+      values: { pid: "1", "ns-types": "net", "preserve-credentials": true },
+      command: ["--weird"],
+    },
+  );
+  assert.deepEqual(parseExecOptions(["--ns-types", "uts", "-p", "1"]), {
+    values: { "ns-types": "uts", pid: "1" },
+    command: [],
+  });
+  assert.throws(() => parseExecOptions(["--pid"]), /Option '--pid' needs a value/);
+  assert.throws(() => parseExecOptions(["-p"]), /Option '-p' needs a value/);
+  assert.throws(() => parseExecOptions(["--help=yes"]), /Option '--help' takes no value/);
+  assert.throws(() => parseExecOptions(["--bogus", "x"]), /Unknown option '--bogus'/);
+  assert.throws(() => parseExecOptions(["-xyz"]), /Unknown option '-x'/);
 });
 
 Deno.test("parseCli() reads exec, help and version, and reports usage errors", () => {
@@ -157,4 +171,15 @@ Deno.test("a missing process fails with ENOENT and its namespace file, as a type
   assert.equal(error.code, "ENOENT");
   assert.equal(error.path, "/proc/999999/ns/uts");
   assert.match(error.message, /No such file or directory/);
+});
+
+Deno.test("errno names and texts come from glibc, for every errno, not only libuv's", () => {
+  // ENOEXEC, ECHILD and EUSERS have no libuv name; node:util returned undefined for them.
+  assert.equal(new NamespaceError(8, { syscall: "execve", action: "x" }).code, "ENOEXEC");
+  assert.equal(new NamespaceError(10, { syscall: "wait4", action: "x" }).code, "ECHILD");
+  const eusers = new NamespaceError(87, { syscall: "setns", action: "Failed" });
+  assert.equal(eusers.message, "Failed: EUSERS: Too many users");
+  assert.equal(decodeWaitStatus(6).signal, "SIGABRT");
+  assert.equal(decodeWaitStatus(29).signal, "SIGIO");
+  assert.equal(signalNumber("SIGIOT"), 6);
 });
