@@ -93,7 +93,7 @@ export function signalNumber(signal: Deno.Signal | number): number {
     if (signalName(number) === signal) return number;
   }
   // Aliases glibc does not return by number.
-  const alias = ({ SIGIOT: 6, SIGPOLL: 29 } as Record<string, number>)[signal];
+  const alias = ({ SIGIOT: 6, SIGIO: 29 } as Record<string, number>)[signal];
   if (alias === undefined) throw new TypeError(`Unknown signal '${signal}'`);
   return alias;
 }
