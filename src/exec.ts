@@ -133,6 +133,11 @@ function validate(options: NamespaceCommandOptions): NamespaceType[] {
       throw new TypeError("Command arguments must be strings without NUL bytes");
     }
   }
+  for (const [key, value] of Object.entries(options.env ?? {})) {
+    if (key === "" || key.includes("=") || key.includes("\0") || String(value).includes("\0")) {
+      throw new TypeError(`Invalid environment variable '${key}': no '=' in names, no NUL bytes`);
+    }
+  }
   for (const mode of [options.stdin, options.stdout, options.stderr]) {
     if (mode !== undefined && mode !== "piped" && mode !== "inherit" && mode !== "null") {
       throw new TypeError(`Invalid stdio mode '${mode}': use "piped", "inherit" or "null"`);
@@ -214,6 +219,14 @@ function failure(result: Extract<SpawnResult, { ok: false }>, ctx: {
   }
 }
 
+/** Whether a path exists (open and close again). */
+function exists(path: string): boolean {
+  const fd = open(path, O_RDONLY);
+  if (fd < 0) return false;
+  close(fd);
+  return true;
+}
+
 /** Opens every requested namespace of `pid`, in table order: all or nothing. */
 function openNamespaces(
   pid: number,
@@ -227,8 +240,12 @@ function openNamespaces(
     if (fd < 0) {
       const errno = -fd;
       let hint = privilegeHint(errno);
-      if (errno === ENOENT && open(`/proc/${pid}`, O_RDONLY) >= 0) {
-        hint = `this kernel has no ${nsType} namespaces`;
+      if (errno === ENOENT) {
+        if (typeof readlink(`/proc/self/ns/${nsType}`) === "number") {
+          hint = `this kernel has no ${nsType} namespaces`;
+        } else if (typeof readlink(`/proc/${pid}/exe`) === "string" || exists(`/proc/${pid}`)) {
+          hint = `process ${pid} has exited`;
+        }
       }
       throw new NamespaceError(errno, {
         syscall: "open",
@@ -339,59 +356,77 @@ function start(
   return { pid: result.pid, pipes };
 }
 
-/** A readable stream over a pipe, read on pool threads. */
-function pipeReader(fd: number): ReadableStream<Uint8Array> {
-  let reading: Promise<number> | null = null;
+/** A stream over one end of a pipe, and a way to close that end even while the stream is locked. */
+interface PipeStream<S> {
+  stream: S;
+  /** Closes the descriptor: at once, or when the read or write in flight returns. */
+  release(): Promise<void>;
+}
+
+/** Closes `fd` once, never while an operation on it is in flight (the number could be reused). */
+function pipeEnd(fd: number) {
+  let busy: Promise<unknown> | null = null;
   let closed = false;
-  const finish = () => {
-    if (!closed) {
-      closed = true;
-      close(fd);
-    }
+  return {
+    get closed() {
+      return closed;
+    },
+    async run<T>(op: () => Promise<T>): Promise<T> {
+      busy = op();
+      try {
+        return (await busy) as T;
+      } finally {
+        busy = null;
+      }
+    },
+    async release(): Promise<void> {
+      if (busy) await busy.catch(() => {});
+      if (!closed) {
+        closed = true;
+        close(fd);
+      }
+    },
   };
-  return new ReadableStream<Uint8Array>({
+}
+
+/** A readable stream over a pipe, read on pool threads. */
+function pipeReader(fd: number): PipeStream<ReadableStream<Uint8Array>> {
+  const end = pipeEnd(fd);
+  const stream = new ReadableStream<Uint8Array>({
     async pull(controller) {
+      if (end.closed) return controller.close();
       const buf = new Uint8Array(65536);
-      reading = readAsync(fd, buf);
-      const n = await reading;
-      reading = null;
-      if (closed) return;
+      const n = await end.run(() => readAsync(fd, buf));
+      if (end.closed) return controller.close();
       if (n <= 0) {
-        finish();
+        await end.release();
         controller.close();
       } else {
         controller.enqueue(buf.subarray(0, n));
       }
     },
-    async cancel() {
-      // Never close while a read is in flight: the number could be reused.
-      if (reading) await reading;
-      finish();
-    },
+    cancel: () => end.release(),
   }, { highWaterMark: 0 });
+  return { stream, release: () => end.release() };
 }
 
 /** A writable stream over a pipe, written on pool threads. */
-function pipeWriter(fd: number): WritableStream<Uint8Array> {
-  let closed = false;
-  const finish = () => {
-    if (!closed) {
-      closed = true;
-      close(fd);
-    }
-  };
-  return new WritableStream<Uint8Array>({
+function pipeWriter(fd: number): PipeStream<WritableStream<Uint8Array>> {
+  const end = pipeEnd(fd);
+  const stream = new WritableStream<Uint8Array>({
     async write(chunk) {
       let rest = new Uint8Array(chunk);
       while (rest.length > 0) {
-        const n = await writeAsync(fd, rest);
+        if (end.closed) throw new Error("The command's stdin is closed");
+        const n = await end.run(() => writeAsync(fd, rest));
         if (n <= 0) throw new Error("Failed to write to the command's stdin (the pipe is closed)");
         rest = rest.subarray(n);
       }
     },
-    close: finish,
-    abort: finish,
+    close: () => end.release(),
+    abort: () => end.release(),
   });
+  return { stream, release: () => end.release() };
 }
 
 async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
@@ -419,9 +454,9 @@ export class NamespaceProcess implements AsyncDisposable {
   readonly pid: number;
   /** Resolves when the command has ended (and been reaped). */
   readonly status: Promise<NamespaceStatus>;
-  readonly #stdin: WritableStream<Uint8Array> | null;
-  readonly #stdout: ReadableStream<Uint8Array> | null;
-  readonly #stderr: ReadableStream<Uint8Array> | null;
+  readonly #stdin: PipeStream<WritableStream<Uint8Array>> | null;
+  readonly #stdout: PipeStream<ReadableStream<Uint8Array>> | null;
+  readonly #stderr: PipeStream<ReadableStream<Uint8Array>> | null;
   #pidfd: number;
   #done = false;
 
@@ -455,19 +490,19 @@ export class NamespaceProcess implements AsyncDisposable {
   /** The command's stdin. @throws {TypeError} unless it was spawned with `stdin: "piped"` */
   get stdin(): WritableStream<Uint8Array> {
     if (!this.#stdin) throw new TypeError("stdin is not piped");
-    return this.#stdin;
+    return this.#stdin.stream;
   }
 
   /** The command's stdout. @throws {TypeError} unless it was spawned with `stdout: "piped"` */
   get stdout(): ReadableStream<Uint8Array> {
     if (!this.#stdout) throw new TypeError("stdout is not piped");
-    return this.#stdout;
+    return this.#stdout.stream;
   }
 
   /** The command's stderr. @throws {TypeError} unless it was spawned with `stderr: "piped"` */
   get stderr(): ReadableStream<Uint8Array> {
     if (!this.#stderr) throw new TypeError("stderr is not piped");
-    return this.#stderr;
+    return this.#stderr.stream;
   }
 
   /**
@@ -492,14 +527,17 @@ export class NamespaceProcess implements AsyncDisposable {
   async output(): Promise<NamespaceOutput> {
     const empty = Promise.resolve(new Uint8Array());
     const [stdout, stderr, status] = await Promise.all([
-      this.#stdout ? readAll(this.#stdout) : empty,
-      this.#stderr ? readAll(this.#stderr) : empty,
+      this.#stdout ? readAll(this.#stdout.stream) : empty,
+      this.#stderr ? readAll(this.#stderr.stream) : empty,
       this.status,
     ]);
     return { ...status, stdout, stderr };
   }
 
-  /** Kills the command if it still runs, then waits for it and closes its pipes. */
+  /**
+   * Kills the command if it still runs, then waits for it and closes its
+   * pipes, locked streams included.
+   */
   async [Symbol.asyncDispose](): Promise<void> {
     if (!this.#done) {
       try {
@@ -508,12 +546,8 @@ export class NamespaceProcess implements AsyncDisposable {
         // ended meanwhile
       }
     }
-    await this.status;
-    await Promise.all([
-      this.#stdin?.locked ? undefined : this.#stdin?.close().catch(() => {}),
-      this.#stdout?.locked ? undefined : this.#stdout?.cancel(),
-      this.#stderr?.locked ? undefined : this.#stderr?.cancel(),
-    ]);
+    await this.status.catch(() => {});
+    await Promise.all([this.#stdin, this.#stdout, this.#stderr].map((pipe) => pipe?.release()));
   }
 }
 

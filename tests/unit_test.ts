@@ -1,6 +1,6 @@
 // Unprivileged unit tests: parsing, the namespace table, error mapping, status decoding.
 import assert from "node:assert/strict";
-import "./_helpers.ts";
+import { waitFor } from "./_helpers.ts";
 import {
   helpText,
   parseCli,
@@ -183,4 +183,34 @@ Deno.test("errno names and texts come from glibc, for every errno, not only libu
   assert.equal(decodeWaitStatus(29).signal, "SIGPOLL");
   assert.equal(signalNumber("SIGIO"), 29);
   assert.equal(signalNumber("SIGIOT" as Deno.Signal), 6);
+});
+
+Deno.test("the library rejects environment variables with NUL bytes or '=' in the name", () => {
+  for (const env of [{ "A=B": "x" }, { A: "x\0y" }, { "": "x" }]) {
+    assert.throws(() => spawnInNamespace({ pid: 5, command: ["true"], env }), TypeError);
+  }
+});
+
+Deno.test("a target that has exited (a zombie) is reported as such", async () => {
+  // The inner sleep ends first and stays a zombie: its parent, exec'd into sleep, never reaps it.
+  const parent = new Deno.Command("sh", { args: ["-c", "sleep 0.01 & exec sleep 5"] }).spawn();
+  try {
+    const zombie = await waitFor("a zombie child", () => {
+      try {
+        const child = Deno.readTextFileSync(`/proc/${parent.pid}/task/${parent.pid}/children`)
+          .trim();
+        const state = child && Deno.readTextFileSync(`/proc/${child}/stat`).split(" ")[2];
+        return state === "Z" ? Number(child) : undefined;
+      } catch {
+        return undefined;
+      }
+    });
+    const error = await execInNamespace({ pid: zombie, command: ["true"] }).catch((e) => e);
+    assert.ok(error instanceof NamespaceError);
+    assert.equal(error.code, "ENOENT");
+    assert.match(error.message, new RegExp(`\\(process ${zombie} has exited\\)$`));
+  } finally {
+    parent.kill("SIGKILL");
+    await parent.status;
+  }
 });
