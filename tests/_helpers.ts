@@ -171,6 +171,31 @@ export function runNsenter(
   return run("nsenter", args, options);
 }
 
+/** Runs `cmd args...` as nobody (uid and gid 65534, no groups), with a home Deno can write to. */
+export async function asNobody(cmd: string, args: string[]): Promise<Run> {
+  const home = await Deno.makeTempDir();
+  await Deno.chmod(home, 0o777);
+  try {
+    return await run(
+      "setpriv",
+      ["--reuid=65534", "--regid=65534", "--clear-groups", cmd, ...args],
+      {
+        env: {
+          DENO_DIR: `${home}/deno`,
+          HOME: home,
+          PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+        },
+      },
+    );
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+}
+
+export function nobodyCli(args: string[]): Promise<Run> {
+  return asNobody(Deno.execPath(), ["run", "-A", "--quiet", CLI, ...args]);
+}
+
 /** nsenter's flag for each ns-tool namespace type. */
 export const NSENTER_FLAG: Record<string, string> = {
   uts: "-u",

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import {
   CLI,
   CLI_SHELL,
+  nobodyCli,
   NSENTER_FLAG,
   nsenterArgs,
   nsLink,
@@ -434,34 +435,18 @@ rootTest(
   "an unprivileged caller is told which namespace was refused and why, and nothing runs",
   async () => {
     await using target = await startTarget(CONTAINER, (pid) => hostnameIs(pid, "test-container"));
-    const home = await Deno.makeTempDir();
-    await Deno.chmod(home, 0o777);
+    const dir = await Deno.makeTempDir();
+    await Deno.chmod(dir, 0o777);
     try {
-      const marker = `${home}/ran`;
-      const out = await run("setpriv", [
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        Deno.execPath(),
-        "run",
-        "-A",
-        "--quiet",
-        new URL("../cli.ts", import.meta.url).pathname,
-        "exec",
-        "-p",
-        String(target.pid),
-        "--",
-        "touch",
-        marker,
-      ], { env: { DENO_DIR: `${home}/deno`, HOME: home } });
+      const out = await nobodyCli(["exec", "-p", String(target.pid), "--", "touch", `${dir}/ran`]);
       assert.equal(out.code, 1, out.stderr);
       assert.match(
         out.stderr,
         /^ns-tool: Failed to open namespace \/proc\/\d+\/ns\/uts: EACCES: Permission denied \(joining needs CAP_SYS_ADMIN over the namespace; run as root\)\n$/,
       );
-      await assert.rejects(() => Deno.stat(marker), Deno.errors.NotFound);
+      await assert.rejects(() => Deno.stat(`${dir}/ran`), Deno.errors.NotFound);
     } finally {
-      await Deno.remove(home, { recursive: true });
+      await Deno.remove(dir, { recursive: true });
     }
   },
 );
@@ -485,34 +470,18 @@ rootTest(
       ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sleep", "30"],
       (pid) => Deno.readTextFileSync(`/proc/${pid}/cmdline`).startsWith("sleep"),
     );
-    const home = await Deno.makeTempDir();
-    await Deno.chmod(home, 0o777);
+    const dir = await Deno.makeTempDir();
+    await Deno.chmod(dir, 0o777);
     try {
-      const marker = `${home}/ran`;
-      const out = await run("setpriv", [
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        Deno.execPath(),
-        "run",
-        "-A",
-        "--quiet",
-        new URL("../cli.ts", import.meta.url).pathname,
-        "exec",
-        "-p",
-        String(target.pid),
-        "--",
-        "touch",
-        marker,
-      ], { env: { DENO_DIR: `${home}/deno`, HOME: home } });
+      const out = await nobodyCli(["exec", "-p", String(target.pid), "--", "touch", `${dir}/ran`]);
       assert.equal(
         out.stderr,
         `ns-tool: Failed to join uts namespace of process ${target.pid}: EPERM: Operation not permitted (joining needs CAP_SYS_ADMIN over the namespace; run as root)\n`,
       );
       assert.equal(out.code, 1);
-      await assert.rejects(() => Deno.stat(marker), Deno.errors.NotFound);
+      await assert.rejects(() => Deno.stat(`${dir}/ran`), Deno.errors.NotFound);
     } finally {
-      await Deno.remove(home, { recursive: true });
+      await Deno.remove(dir, { recursive: true });
     }
   },
 );

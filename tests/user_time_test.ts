@@ -2,7 +2,15 @@
 // joined by the spawner's child, compared with util-linux nsenter -U / -T.
 import assert from "node:assert/strict";
 import { execInNamespace } from "../mod.ts";
-import { CLI, nsLink, rootTest, run, runCli, runNsenter, startTarget } from "./_helpers.ts";
+import {
+  asNobody,
+  nobodyCli,
+  nsLink,
+  rootTest,
+  runCli,
+  runNsenter,
+  startTarget,
+} from "./_helpers.ts";
 
 const decoder = new TextDecoder();
 const ROOTLESS = [
@@ -20,31 +28,6 @@ const ROOTLESS = [
   "hostname rootless && exec sleep 60",
 ];
 const INSIDE = "id; hostname; for t in user uts pid mnt; do readlink /proc/self/ns/$t; done";
-
-/** Runs `cmd args...` as nobody (uid and gid 65534, no groups), with a home Deno can write to. */
-async function asNobody(cmd: string, args: string[]) {
-  const home = await Deno.makeTempDir();
-  await Deno.chmod(home, 0o777);
-  try {
-    return await run(
-      "setpriv",
-      ["--reuid=65534", "--regid=65534", "--clear-groups", cmd, ...args],
-      {
-        env: {
-          DENO_DIR: `${home}/deno`,
-          HOME: home,
-          PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-        },
-      },
-    );
-  } finally {
-    await Deno.remove(home, { recursive: true });
-  }
-}
-
-function nobodyCli(args: string[]) {
-  return asNobody(Deno.execPath(), ["run", "-A", "--quiet", CLI, ...args]);
-}
 
 /** A target started by nobody in a user namespace nobody owns. */
 function rootlessOfNobody() {
