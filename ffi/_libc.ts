@@ -25,6 +25,8 @@ const SYMBOLS = {
   pipe2: { parameters: ["buffer", "i32"], result: "i32" },
   // int fcntl(int fd, int cmd, int arg)
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // ssize_t read(int fd, void *buf, size_t count)
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   // ssize_t read(int fd, void *buf, size_t count), on a pool thread
   read_async: {
     name: "read",

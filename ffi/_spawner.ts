@@ -50,6 +50,10 @@ const STACK2 = 152;
 const MASK_ALL = 160;
 const MASK_NONE = 176;
 const DOT = 216;
+const ZERO = 218;
+const PIDFD_FD = 224;
+const PIDFD_MASK = 232;
+const CGROUP_FD = 240;
 const HEADER = 256;
 const STACK_SIZE = 16 * 1024;
 
@@ -85,6 +89,7 @@ export const Stage = {
   stdio: 10,
   closeFrom: 11,
   exec: 12,
+  cgroup: 13,
 } as const;
 
 /** A stage name, such as `"setns"`. */
@@ -97,6 +102,13 @@ export interface SpawnPlan {
    * namespace (fd -1 when not joined); it gets its own pass, as in nsenter.
    */
   steps: readonly (readonly [number, number])[];
+  /**
+   * Join these namespaces (CLONE_NEW* mask) of the process behind a pidfd in
+   * one setns first; when that fails, the steps are joined one by one.
+   */
+  pidfd?: { fd: number; mask: number };
+  /** The target's cgroup.procs, open for writing: the child moves itself there first. */
+  cgroupFd?: number;
   /** Clone once more after joining, so that the command enters the pid namespace. */
   fork: boolean;
   /**
@@ -334,6 +346,10 @@ export function spawn(plan: SpawnPlan): SpawnResult {
   b.set(MASK_ALL, -1n);
   b.set(MASK_NONE, 0);
   b.bytes.set([0x2e, 0], DOT); // "."
+  b.bytes.set([0x30, 0], ZERO); // "0", written to cgroup.procs
+  b.set(PIDFD_FD, plan.pidfd?.fd ?? -1); // fd 0 is a valid descriptor: -1 means none
+  b.set(PIDFD_MASK, plan.pidfd?.mask ?? 0);
+  b.set(CGROUP_FD, plan.cgroupFd ?? -1);
 
   // The child makes the memory non-dumpable (see x86_64.S, step 0); with
   // CLONE_VM that is the caller's memory too, and credential changes in the

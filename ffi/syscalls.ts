@@ -15,7 +15,8 @@ export const O_RDONLY = 0;
 export const O_WRONLY = 1;
 export const O_RDWR = 2;
 export const O_NOCTTY = 0o400;
-export const O_DIRECTORY = 0o200000;
+/** O_DIRECTORY differs: 040000 on aarch64, 0200000 on x86_64. */
+export const O_DIRECTORY = Deno.build.arch === "aarch64" ? 0o40000 : 0o200000;
 export const O_CLOEXEC = 0o2000000;
 export const O_PATH = 0o10000000;
 export const WNOHANG = 1;
@@ -84,6 +85,32 @@ export function readlink(path: string): string | number {
   const buf = new Uint8Array(4096);
   const n = result(Number(libc().readlink(cString(path), buf, BigInt(buf.length))));
   return n < 0 ? n : decoder.decode(buf.subarray(0, n));
+}
+
+/** A whole small file (/proc/PID/environ, /proc/PID/cgroup), read with open(2) and read(2); or a negative errno. */
+export function readSmallFile(path: string): Uint8Array | number {
+  const fd = open(path, O_RDONLY);
+  if (fd < 0) return fd;
+  const chunks: Uint8Array[] = [];
+  try {
+    for (;;) {
+      const buf = new Uint8Array(65536);
+      const n = result(Number(libc().read(fd, buf, BigInt(buf.length))));
+      if (n === -EINTR) continue;
+      if (n < 0) return n;
+      if (n === 0) break;
+      chunks.push(buf.subarray(0, n));
+    }
+  } finally {
+    close(fd);
+  }
+  const out = new Uint8Array(chunks.reduce((size, c) => size + c.length, 0));
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.length;
+  }
+  return out;
 }
 
 /** read(2) on a pool thread; -1 on any error (errno is lost there). */

@@ -7,6 +7,7 @@ import { NamespaceError } from "./errors.ts";
 import {
   DEFAULT_NAMESPACES,
   NAMESPACE_TABLE,
+  namespaceInfo,
   type NamespaceType,
   normalizeNamespaces,
 } from "./namespaces.ts";
@@ -16,14 +17,18 @@ import {
   check,
   close,
   dupAtLeast,
+  O_DIRECTORY,
+  O_PATH,
   O_RDONLY,
   O_RDWR,
+  O_WRONLY,
   open,
   pidfdOpen,
   pidfdSendSignal,
   pipe,
   readAsync,
   readlink,
+  readSmallFile,
   waitAsync,
   writeAsync,
 } from "../ffi/syscalls.ts";
@@ -33,19 +38,33 @@ export type StdioMode = "piped" | "inherit" | "null";
 
 /** Options of {@linkcode spawnInNamespace} and {@linkcode execInNamespace}. */
 export interface NamespaceCommandOptions {
-  /** The target process, whose namespaces the command enters. */
-  pid: number;
-  /** The namespace types to join. Default: `["uts", "ipc", "net", "mnt"]`. */
-  namespaces?: readonly NamespaceType[];
+  /**
+   * The target process, whose namespaces the command enters. It is named by
+   * a pidfd, so a process that reused its pid is never joined. It may be left
+   * out when every namespace comes from `nsPaths`.
+   */
+  pid?: number;
+  /**
+   * The namespace types to join. Default: `["uts", "ipc", "net", "mnt"]`
+   * (only the `nsPaths` types when there is no `pid`). `"all"`: every type
+   * the target has, except a user namespace that is the caller's own and
+   * types the kernel lacks, as `nsenter --all`.
+   */
+  namespaces?: readonly NamespaceType[] | "all";
+  /** Namespaces to join from files instead of the target, such as `{ net: "/run/netns/blue" }`. */
+  nsPaths?: Partial<Record<NamespaceType, string>>;
   /**
    * The program and its arguments. A program without a slash is looked up on
    * PATH; with `mnt` joined, inside the target's mount namespace.
+   * Default: `$SHELL`, else `/bin/sh`.
    */
-  command: readonly string[];
+  command?: readonly string[];
   /** Variables to add to (or, with `clearEnv`, to make up) the environment. */
   env?: Record<string, string>;
   /** Start from an empty environment instead of this process's. */
   clearEnv?: boolean;
+  /** Start from the target's environment (/proc/PID/environ) instead of this process's. */
+  targetEnv?: boolean;
   /** Default `"inherit"`. */
   stdin?: StdioMode;
   /** Default `"inherit"` for {@linkcode spawnInNamespace}, `"piped"` for {@linkcode execInNamespace}. */
@@ -57,6 +76,28 @@ export interface NamespaceCommandOptions {
    * becoming uid 0 and gid 0 of the user namespace.
    */
   preserveCredentials?: boolean;
+  /** The uid to run as, set after joining (nsenter -S). */
+  uid?: number;
+  /** The gid to run as, set after joining; also drops supplementary groups (nsenter -G). */
+  gid?: number;
+  /** The root directory, as this process sees it, opened before joining (nsenter -r DIR). */
+  root?: string;
+  /** Use the target's root directory (nsenter -r). */
+  targetRoot?: boolean;
+  /** The working directory, as this process sees it, opened before joining (nsenter -w DIR). */
+  cwd?: string;
+  /** Use the target's working directory (nsenter -w). */
+  targetCwd?: boolean;
+  /** The working directory, resolved inside after joining and after the root (nsenter -W). */
+  cwdInside?: string;
+  /** Run the command in the target's cgroup (cgroup v2). */
+  joinCgroup?: boolean;
+  /**
+   * With `pid` joined: start the command as a new process inside the pid
+   * namespace (default). False: the command keeps this process's pid
+   * namespace and only its children enter the target's (nsenter --no-fork).
+   */
+  fork?: boolean;
 }
 
 /** How the command ended, as `Deno.CommandStatus`. */
@@ -109,6 +150,7 @@ export function decodeWaitStatus(status: number): NamespaceStatus {
 }
 
 const ENOENT = 2;
+const ESRCH = 3;
 const EACCES = 13;
 const EPERM = 1;
 const EINVAL = 22;
@@ -120,15 +162,35 @@ function privilegeHint(errno: number): string | undefined {
     : undefined;
 }
 
-function validate(options: NamespaceCommandOptions): NamespaceType[] {
-  const { pid, command } = options;
-  if (!Number.isSafeInteger(pid) || pid <= 0) {
+function checkId(name: string, value: number | undefined): void {
+  if (value !== undefined && (!Number.isSafeInteger(value) || value < 0 || value >= 0xffffffff)) {
+    throw new RangeError(`Invalid ${name} ${value}: must be a number from 0 to 4294967294`);
+  }
+}
+
+/** Checks the options; nothing is opened yet. */
+function validate(options: NamespaceCommandOptions): void {
+  const { pid, command, nsPaths = {} } = options;
+  if (pid !== undefined && (!Number.isSafeInteger(pid) || pid <= 0)) {
     throw new RangeError(`Invalid pid ${pid}: must be a positive integer`);
   }
-  if (!Array.isArray(command) || command.length === 0) {
+  const byPath = Object.keys(nsPaths);
+  if (byPath.length) normalizeNamespaces(byPath);
+  if (pid === undefined) {
+    const needsTarget = options.namespaces !== undefined || options.targetRoot ||
+      options.targetCwd ||
+      options.targetEnv || options.joinCgroup;
+    if (byPath.length === 0 || needsTarget) {
+      throw new TypeError("No target: give a pid, or every namespace in nsPaths");
+    }
+  }
+  if (options.namespaces !== undefined && options.namespaces !== "all") {
+    normalizeNamespaces(options.namespaces);
+  }
+  if (command !== undefined && (!Array.isArray(command) || command.length === 0)) {
     throw new TypeError("No command given");
   }
-  for (const arg of command) {
+  for (const arg of command ?? []) {
     if (typeof arg !== "string" || arg.includes("\0")) {
       throw new TypeError("Command arguments must be strings without NUL bytes");
     }
@@ -143,7 +205,20 @@ function validate(options: NamespaceCommandOptions): NamespaceType[] {
       throw new TypeError(`Invalid stdio mode '${mode}': use "piped", "inherit" or "null"`);
     }
   }
-  return normalizeNamespaces(options.namespaces ?? DEFAULT_NAMESPACES);
+  checkId("uid", options.uid);
+  checkId("gid", options.gid);
+  if (
+    [options.cwd !== undefined, options.targetCwd, options.cwdInside !== undefined].filter(Boolean)
+      .length > 1
+  ) {
+    throw new TypeError("Give only one of cwd, targetCwd and cwdInside");
+  }
+  if (options.root !== undefined && options.targetRoot) {
+    throw new TypeError("Give only one of root and targetRoot");
+  }
+  if (options.clearEnv && options.targetEnv) {
+    throw new TypeError("Give only one of clearEnv and targetEnv");
+  }
 }
 
 /** Where execve looks for the program, as execvp does. */
@@ -227,47 +302,86 @@ function exists(path: string): boolean {
   return true;
 }
 
-/** Opens every requested namespace of `pid`, in table order: all or nothing. */
-function openNamespaces(
-  pid: number,
-  types: readonly NamespaceType[],
+/** Opens a file of the target, or a path the caller gave, for a plan: throws the typed error. */
+function openFor(
+  path: string,
+  flags: number,
+  what: string,
   held: Descriptors,
-): Map<NamespaceType, number> {
-  const fds = new Map<NamespaceType, number>();
-  for (const nsType of types) {
-    const path = `/proc/${pid}/ns/${nsType}`;
-    const fd = open(path, O_RDONLY);
-    if (fd < 0) {
-      const errno = -fd;
-      let hint = privilegeHint(errno);
-      if (errno === ENOENT) {
-        if (typeof readlink(`/proc/self/ns/${nsType}`) === "number") {
-          hint = `this kernel has no ${nsType} namespaces`;
-        } else if (typeof readlink(`/proc/${pid}/exe`) === "string" || exists(`/proc/${pid}`)) {
-          hint = `process ${pid} has exited`;
-        }
+  extra: { pid?: number; nsType?: NamespaceType } = {},
+): number {
+  const fd = open(path, flags);
+  if (fd < 0) {
+    const errno = -fd;
+    let hint = privilegeHint(errno);
+    if (errno === ENOENT && extra.nsType) {
+      if (typeof readlink(`/proc/self/ns/${extra.nsType}`) === "number") {
+        hint = `this kernel has no ${extra.nsType} namespaces`;
+      } else if (extra.pid !== undefined && exists(`/proc/${extra.pid}`)) {
+        hint = `process ${extra.pid} has exited`;
       }
-      throw new NamespaceError(errno, {
-        syscall: "open",
-        action: `Failed to open namespace ${path}`,
-        path,
-        nsType,
-        pid,
-        ...(hint ? { hint } : {}),
-      });
     }
-    fds.set(nsType, held.add(fd));
-  }
-  if (fds.has("user") && readlink(`/proc/${pid}/ns/user`) === readlink("/proc/self/ns/user")) {
-    throw new NamespaceError(EINVAL, {
-      syscall: "setns",
-      action: `Failed to join user namespace of process ${pid}`,
-      nsType: "user",
-      pid,
-      hint: "it is the caller's own user namespace, which the kernel refuses to enter again",
+    throw new NamespaceError(errno, {
+      syscall: "open",
+      action: `Failed to open ${what} ${path}`,
+      path,
+      ...(extra.nsType ? { nsType: extra.nsType } : {}),
+      ...(extra.pid !== undefined ? { pid: extra.pid } : {}),
+      ...(hint ? { hint } : {}),
     });
   }
-  return fds;
+  return held.add(fd);
+}
+
+/** Reads a small file of the target, or throws the typed error. */
+function readFor(path: string, pid: number): string {
+  const bytes = readSmallFile(path);
+  if (typeof bytes === "number") {
+    throw new NamespaceError(-bytes, {
+      syscall: "read",
+      action: `Failed to read ${path}`,
+      path,
+      pid,
+    });
+  }
+  return new TextDecoder().decode(bytes);
+}
+
+/** The types `"all"` stands for: what the target has and the kernel knows, minus our own user namespace. */
+function allTypes(pid: number): NamespaceType[] {
+  return NAMESPACE_TABLE.map((ns) => ns.type).filter((type) => {
+    const mine = readlink(`/proc/self/ns/${type}`);
+    if (typeof mine === "number") return false; // the kernel lacks it
+    return !(type === "user" && readlink(`/proc/${pid}/ns/user`) === mine);
+  });
+}
+
+/** The cgroup.procs file of the target's cgroup v2 group, open for writing. */
+function openCgroup(pid: number, held: Descriptors): number {
+  const line = readFor(`/proc/${pid}/cgroup`, pid).split("\n").find((l) => l.startsWith("0::"));
+  // mountinfo fields: ... mount-point ... - fstype source options
+  const mount = readFor("/proc/self/mountinfo", pid).split("\n").map((l) => l.split(" "))
+    .find((f) => f[f.indexOf("-") + 1] === "cgroup2")?.[4];
+  if (!line || !mount) {
+    throw new NamespaceError(ENOENT, {
+      syscall: "open",
+      action: `Failed to join the cgroup of process ${pid}`,
+      pid,
+      hint: "no cgroup v2 hierarchy is mounted here, or the process is in none",
+    });
+  }
+  const path = `${mount}${line.slice(3) === "/" ? "" : line.slice(3)}/cgroup.procs`;
+  return openFor(path, O_WRONLY, "cgroup", held, { pid });
+}
+
+/** The environment of the target, from /proc/PID/environ. */
+function targetEnvironment(pid: number): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const entry of readFor(`/proc/${pid}/environ`, pid).split("\0")) {
+    const at = entry.indexOf("=");
+    if (at > 0) env[entry.slice(0, at)] = entry.slice(at + 1);
+  }
+  return env;
 }
 
 /**
@@ -279,9 +393,74 @@ function start(
   defaults: { stdout: StdioMode; stderr: StdioMode },
   internals: SpawnInternals,
 ): { pid: number; pipes: [number | null, number | null, number | null] } {
-  const types = validate(options);
+  validate(options);
+  const { pid, nsPaths = {} } = options;
   using held = new Descriptors();
-  const fds = openNamespaces(options.pid, types, held);
+
+  // A pidfd first: every file read by pid below is checked against this very process.
+  const pidfd = pid === undefined ? -1 : pidfdOpen(pid);
+  if (pidfd >= 0) held.add(pidfd);
+
+  const byPath = Object.keys(nsPaths) as NamespaceType[];
+  const fromTarget: NamespaceType[] = pid === undefined
+    ? []
+    : options.namespaces === "all"
+    ? allTypes(pid)
+    : options.namespaces !== undefined
+    ? normalizeNamespaces(options.namespaces)
+    : [...DEFAULT_NAMESPACES];
+  const types = normalizeNamespaces([...fromTarget, ...byPath]);
+
+  // Open everything first: all or nothing.
+  const fds = new Map<NamespaceType, number>();
+  for (const nsType of types) {
+    const path = nsPaths[nsType] ?? `/proc/${pid}/ns/${nsType}`;
+    fds.set(
+      nsType,
+      openFor(path, O_RDONLY, "namespace", held, { nsType, ...(pid !== undefined ? { pid } : {}) }),
+    );
+  }
+  if (fds.has("user")) {
+    const link = nsPaths.user ?? `/proc/${pid}/ns/user`;
+    if (readlink(link) === readlink("/proc/self/ns/user")) {
+      throw new NamespaceError(EINVAL, {
+        syscall: "setns",
+        action: `Failed to join user namespace of ${
+          pid !== undefined && !nsPaths.user ? `process ${pid}` : link
+        }`,
+        nsType: "user",
+        ...(pid !== undefined ? { pid } : {}),
+        hint: "it is the caller's own user namespace, which the kernel refuses to enter again",
+      });
+    }
+  }
+  const directory = O_PATH | O_DIRECTORY;
+  const rootFd = options.targetRoot
+    ? openFor(`/proc/${pid}/root`, directory, "root directory", held, { pid: pid! })
+    : options.root !== undefined
+    ? openFor(options.root, directory, "root directory", held)
+    : undefined;
+  const cwdFd = options.targetCwd
+    ? openFor(`/proc/${pid}/cwd`, directory, "working directory", held, { pid: pid! })
+    : options.cwd !== undefined
+    ? openFor(options.cwd, directory, "working directory", held)
+    : undefined;
+  const cgroupFd = options.joinCgroup ? openCgroup(pid!, held) : undefined;
+  const baseEnv = options.targetEnv
+    ? targetEnvironment(pid!)
+    : options.clearEnv
+    ? {}
+    : Deno.env.toObject();
+
+  // Still the same process? Then everything above came from it, not from one that reused its pid.
+  if (pid !== undefined && pidfd >= 0 && pidfdSendSignal(pidfd, 0) === -ESRCH) {
+    throw new NamespaceError(ESRCH, {
+      syscall: "pidfd_send_signal",
+      action: `Failed to enter process ${pid}`,
+      pid,
+      hint: `process ${pid} has exited`,
+    });
+  }
 
   // Step 0 is the user namespace; the rest follow in table order.
   const joined: NamespaceType[] = ["user"];
@@ -291,6 +470,10 @@ function start(
     joined.push(ns.type);
     steps.push([fds.get(ns.type)!, ns.flag]);
   }
+  // All from the target: one setns through the pidfd, the files as the fallback.
+  const mask = byPath.length === 0 && pidfd >= 0
+    ? types.reduce((bits, type) => bits | namespaceInfo(type).flag, 0)
+    : 0;
 
   const modes = [
     options.stdin ?? "inherit",
@@ -332,25 +515,33 @@ function start(
     stdio.push([child, target]);
   });
 
-  const envRecord = options.clearEnv
-    ? { ...options.env }
-    : { ...Deno.env.toObject(), ...options.env };
+  const envRecord = { ...baseEnv, ...options.env };
   const env = Object.entries(envRecord).map(([key, value]) => `${key}=${value}`);
-  const program = options.command[0]!;
+  const command = options.command ?? [Deno.env.get("SHELL") || "/bin/sh"];
+  const program = command[0]!;
   const joinsUser = fds.has("user");
+  const credentials = joinsUser && !options.preserveCredentials ? { uid: 0, gid: 0 } : {};
+  const uid = options.uid ?? credentials.uid;
+  const gid = options.gid ?? credentials.gid;
   const plan: SpawnPlan = {
     steps,
-    fork: fds.has("pid"),
+    ...(mask ? { pidfd: { fd: pidfd, mask } } : {}),
+    ...(cgroupFd !== undefined ? { cgroupFd } : {}),
+    fork: fds.has("pid") && options.fork !== false,
     shareMemory: !fds.has("time"),
     stdio,
     closeFrom: !internals.keepDescriptors,
     candidates: candidatePaths(program, envRecord.PATH ?? Deno.env.get("PATH")),
-    argv: options.command,
+    argv: command,
     env,
-    ...(joinsUser && !options.preserveCredentials ? { dropGroups: true, gid: 0, uid: 0 } : {}),
+    ...(rootFd !== undefined ? { rootFd } : {}),
+    ...(cwdFd !== undefined ? { cwdFd } : {}),
+    ...(options.cwdInside !== undefined ? { cwdPath: options.cwdInside } : {}),
+    ...(gid !== undefined ? { dropGroups: true, gid } : {}),
+    ...(uid !== undefined ? { uid } : {}),
   };
   const result = spawn(plan);
-  if (!result.ok) throw failure(result, { pid: options.pid, program, joined });
+  if (!result.ok) throw failure(result, { pid: pid ?? 0, program, joined });
   // The parent keeps only its ends of the pipes; everything else closes here.
   for (const fd of pipes) if (fd !== null) held.release(fd);
   return { pid: result.pid, pipes };

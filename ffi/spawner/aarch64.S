@@ -40,6 +40,10 @@
         .equ MASK_NONE, 176
         .equ SIGACT_DFL, 184
         .equ DOT, 216
+        .equ ZERO, 218
+        .equ PIDFD_FD, 224
+        .equ PIDFD_MASK, 232
+        .equ CGROUP_FD, 240
 
 /* FLAGS bit numbers (tbz/tbnz test bits) */
         .equ B_FORK, 0
@@ -67,6 +71,7 @@
         .equ S_STDIO, 10
         .equ S_CLOSEFROM, 11
         .equ S_EXEC, 12
+        .equ S_CGROUP, 13
 
         .equ SYS_dup3, 24
         .equ SYS_ioctl, 29
@@ -74,6 +79,7 @@
         .equ SYS_fchdir, 50
         .equ SYS_chroot, 51
         .equ SYS_openat, 56
+        .equ SYS_write, 64
         .equ SYS_exit_group, 94
         .equ SYS_rt_sigaction, 134
         .equ SYS_rt_sigprocmask, 135
@@ -155,6 +161,23 @@ reset_signal:
         cmp     x20, #64
         b.ls    reset_signal
 
+        /* 1b. into the target's cgroup, before any setns */
+        ldr     x0, [x19, #CGROUP_FD]
+        tbnz    x0, #63, 2f
+        add     x1, x19, #ZERO
+        mov     x2, #1
+        mov     x8, #SYS_write
+        svc     #0
+        tbnz    x0, #63, cgroup_failed
+2:
+        /* 1c. all namespaces at once through the pidfd; else the passes */
+        ldr     x0, [x19, #PIDFD_FD]
+        tbnz    x0, #63, 2f
+        ldr     x1, [x19, #PIDFD_MASK]
+        mov     x8, #SYS_setns
+        svc     #0
+        cbz     x0, joined
+2:
         /* 2. two passes over the steps, as nsenter */
         mov     x21, #0
 pass:
@@ -189,6 +212,7 @@ pass_done:
         add     x21, x21, #1
         cmp     x21, #2
         b.lo    pass
+joined:
 
         /* 3. enter the pid namespace: clone again, as the caller's child */
         ldr     x9, [x19, #FLAGS]
@@ -385,6 +409,9 @@ setuid_failed:
         b       fail0
 closefrom_failed:
         mov     x20, #S_CLOSEFROM
+        b       fail0
+cgroup_failed:
+        mov     x20, #S_CGROUP
         b       fail0
 stdio_failed:
         mov     x23, x20

@@ -57,6 +57,10 @@
         .equ MASK_NONE, 176     /* the command's mask: empty */
         .equ SIGACT_DFL, 184    /* struct kernel_sigaction { SIG_DFL } */
         .equ DOT, 216           /* "." */
+        .equ ZERO, 218          /* "0" */
+        .equ PIDFD_FD, 224      /* pidfd of the target, -1 for none */
+        .equ PIDFD_MASK, 232    /* CLONE_NEW* flags to join through it */
+        .equ CGROUP_FD, 240     /* the target's cgroup.procs, open for writing; -1 for none */
 
 /* FLAGS bits */
         .equ F_FORK, 1          /* clone again after setns: enter the pid namespace */
@@ -85,8 +89,10 @@
         .equ S_STDIO, 10
         .equ S_CLOSEFROM, 11
         .equ S_EXEC, 12
+        .equ S_CGROUP, 13
 
 /* system call numbers */
+        .equ SYS_write, 1
         .equ SYS_ioctl, 16
         .equ SYS_rt_sigaction, 13
         .equ SYS_rt_sigprocmask, 14
@@ -183,6 +189,33 @@ reset_signal:
         cmp     ebx, 64
         jbe     reset_signal
 
+        /* 1b. Into the target's cgroup: write "0" (this process) to its
+         * cgroup.procs, opened by the caller. Before any setns: the kernel
+         * checks the move against the writer's cgroup namespace. */
+        mov     rdi, [r12 + CGROUP_FD]
+        test    rdi, rdi
+        js      2f
+        mov     eax, SYS_write
+        lea     rsi, [r12 + ZERO]
+        mov     edx, 1
+        syscall
+        test    rax, rax
+        js      cgroup_failed
+2:
+        /* 1c. With a pidfd (Linux 5.8+), join every namespace in one
+         * all-or-nothing setns that names this very process, never one that
+         * reused its pid. If the kernel refuses (too old, or a namespace is
+         * refused), the passes below join the files one by one, and so also
+         * tell which namespace failed. */
+        mov     rdi, [r12 + PIDFD_FD]
+        test    rdi, rdi
+        js      2f
+        mov     rsi, [r12 + PIDFD_MASK]
+        mov     eax, SYS_setns
+        syscall
+        test    rax, rax
+        jz      joined
+2:
         /* 2. Join the namespaces in two passes, as nsenter does. Step 0 is the
          * user namespace. Pass 0 joins steps 1.. and ignores failures, so root
          * enters the user namespace last; pass 1 joins step 0 and then every
@@ -221,6 +254,7 @@ pass_done:
         inc     r15d
         cmp     r15d, 2
         jb      pass
+joined:
 
         /* 3. setns(pid) moves only our future children: clone once more. With
          * CLONE_PARENT the command becomes the caller's own child; this
@@ -449,6 +483,9 @@ setuid_failed:
         jmp     fail0
 closefrom_failed:
         mov     ebx, S_CLOSEFROM
+        jmp     fail0
+cgroup_failed:
+        mov     ebx, S_CGROUP
         jmp     fail0
 stdio_failed:
         mov     r14, rbx
