@@ -13,7 +13,18 @@ import { helpText, parseCli, UsageError } from "./src/cli_args.ts";
 import type { ExecArgs } from "./src/cli_args.ts";
 import { NamespaceError } from "./src/errors.ts";
 import { PIDFD, signalNumber, spawnWith } from "./src/exec.ts";
-import { close, pidfdSendSignal, raiseDefault, setHandler } from "./ffi/syscalls.ts";
+import {
+  close,
+  getpid,
+  kill,
+  pidfdSendSignal,
+  raiseDefault,
+  readSmallFile,
+  setHandler,
+} from "./ffi/syscalls.ts";
+
+const SIGSTOP = 19;
+const SIGCONT = 18;
 import { signalForwarder } from "./ffi/_spawner.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
@@ -46,19 +57,43 @@ async function exec(args: ExecArgs): Promise<never> {
     setHandler(signalNumber(signal), forwarder.handler);
   }
   let child;
+  let pidfd = -1;
+  // Job control, as nsenter: when the command stops, stop too; when continued, continue it.
+  // (After Ctrl-Z both stop; the stop seen on resuming is stale then: the command runs again.)
+  const onStop = () => {
+    const stat = readSmallFile(`/proc/${child!.pid}/stat`);
+    const state = typeof stat === "number"
+      ? ""
+      : new TextDecoder().decode(stat).split(") ")[1]?.[0];
+    if (state !== "T") return;
+    kill(getpid(), SIGSTOP);
+    if (pidfd >= 0) pidfdSendSignal(pidfd, SIGCONT);
+  };
   try {
     child = spawnWith({
-      pid: args.pid,
-      namespaces: args.namespaces,
-      command: args.command,
+      ...(args.pid !== undefined ? { pid: args.pid } : {}),
+      ...(args.namespaces !== undefined ? { namespaces: args.namespaces } : {}),
+      nsPaths: args.nsPaths,
+      ...(args.command ? { command: args.command } : {}),
       preserveCredentials: args.preserveCredentials,
-    }, { keepDescriptors: true });
+      env: args.env,
+      targetEnv: args.targetEnv,
+      ...(args.uid !== undefined ? { uid: args.uid } : {}),
+      ...(args.gid !== undefined ? { gid: args.gid } : {}),
+      ...(args.root !== undefined ? { root: args.root } : {}),
+      targetRoot: args.targetRoot,
+      ...(args.cwd !== undefined ? { cwd: args.cwd } : {}),
+      targetCwd: args.targetCwd,
+      ...(args.cwdInside !== undefined ? { cwdInside: args.cwdInside } : {}),
+      joinCgroup: args.joinCgroup,
+      fork: args.fork,
+    }, { keepDescriptors: true, onStop });
   } catch (error) {
     if (!(error instanceof NamespaceError)) throw error;
     const code = error.syscall !== "execve" ? 1 : error.code === "ENOENT" ? 127 : 126;
     fail(error.message, code);
   }
-  const pidfd = child[PIDFD]();
+  pidfd = child[PIDFD]();
   forwarder.target(pidfd);
   // Signals that came before the pidfd was set were kept as pending bits.
   const passOn = () => {

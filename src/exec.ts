@@ -31,6 +31,7 @@ import {
   readSmallFile,
   waitAsync,
   writeAsync,
+  WUNTRACED,
 } from "../ffi/syscalls.ts";
 
 /** How a standard stream of the command is connected, as in `Deno.CommandOptions`. */
@@ -125,6 +126,10 @@ export const PIDFD: unique symbol = Symbol("ns-tool pidfd");
 export interface SpawnInternals {
   /** Give the command this process's descriptors beyond 0-2 (the CLI passes on what its caller gave it). */
   keepDescriptors?: boolean;
+  /** Called when the command has stopped (wait with WUNTRACED); status waits on after it returns. */
+  onStop?: () => void;
+  /** Tests only: called after the target's files are open, before they are checked against it. */
+  afterOpen?: () => void;
 }
 
 /** The number of a signal name such as `"SIGTERM"` (names as glibc's sigabbrev_np gives them). */
@@ -452,6 +457,7 @@ function start(
     ? {}
     : Deno.env.toObject();
 
+  internals.afterOpen?.();
   // Still the same process? Then everything above came from it, not from one that reused its pid.
   if (pid !== undefined && pidfd >= 0 && pidfdSendSignal(pidfd, 0) === -ESRCH) {
     throw new NamespaceError(ESRCH, {
@@ -652,14 +658,25 @@ export class NamespaceProcess implements AsyncDisposable {
   #done = false;
 
   /** @internal Use {@linkcode spawnInNamespace}. */
-  constructor(pid: number, pipes: readonly [number | null, number | null, number | null]) {
+  constructor(
+    pid: number,
+    pipes: readonly [number | null, number | null, number | null],
+    onStop?: () => void,
+  ) {
     this.pid = pid;
     // A pidfd names this very process, so kill() cannot hit a reused pid.
     this.#pidfd = pidfdOpen(pid);
     this.#stdin = pipes[0] === null ? null : pipeWriter(pipes[0]);
     this.#stdout = pipes[1] === null ? null : pipeReader(pipes[1]);
     this.#stderr = pipes[2] === null ? null : pipeReader(pipes[2]);
-    this.status = waitAsync(pid).then((raw) => {
+    const wait = async () => {
+      for (;;) {
+        const raw = await waitAsync(pid, onStop ? WUNTRACED : 0);
+        if (raw < 0 || (raw & 0xff) !== 0x7f) return raw; // not WIFSTOPPED
+        onStop!();
+      }
+    };
+    this.status = wait().then((raw) => {
       this.#done = true;
       if (this.#pidfd >= 0) close(this.#pidfd);
       this.#pidfd = -1;
@@ -780,7 +797,7 @@ export function spawnWith(
   internals: SpawnInternals,
 ): NamespaceProcess {
   const { pid, pipes } = start(options, { stdout: "inherit", stderr: "inherit" }, internals);
-  return new NamespaceProcess(pid, pipes);
+  return new NamespaceProcess(pid, pipes, internals.onStop);
 }
 
 /**

@@ -77,25 +77,97 @@ Deno.test("parseExecOptions() stops at -- or the first positional, keeping the c
 });
 
 Deno.test("parseCli() reads exec, help and version, and reports usage errors", () => {
-  assert.deepEqual(parseCli(["exec", "-p", "7", "-n", "net,uts", "--", "hostname", "-f"]), {
+  const base = {
     kind: "exec",
+    nsPaths: {},
+    preserveCredentials: false,
+    env: {},
+    targetEnv: false,
+    targetRoot: false,
+    targetCwd: false,
+    joinCgroup: false,
+    fork: true,
+  };
+  assert.deepEqual(parseCli(["exec", "-p", "7", "-n", "net,uts", "--", "hostname", "-f"]), {
+    ...base,
     pid: 7,
     namespaces: ["uts", "net"],
     command: ["hostname", "-f"],
-    preserveCredentials: false,
   });
+  assert.deepEqual(parseCli(["exec", "-p", "7"]), { ...base, pid: 7, namespaces: undefined });
+  assert.deepEqual(
+    parseCli([
+      "exec",
+      "-p7",
+      "-a",
+      "-w",
+      "-r/srv",
+      "-S",
+      "5",
+      "-G5",
+      "-e",
+      "A=1",
+      "--env=B=x=y",
+      "--target-env",
+      "--join-cgroup",
+      "-F",
+      "--ns-path",
+      "net=/run/netns/blue",
+      "--",
+      "id",
+    ]),
+    {
+      ...base,
+      pid: 7,
+      namespaces: "all",
+      nsPaths: { net: "/run/netns/blue" },
+      command: ["id"],
+      env: { A: "1", B: "x=y" },
+      targetEnv: true,
+      uid: 5,
+      gid: 5,
+      root: "/srv",
+      targetCwd: true,
+      joinCgroup: true,
+      fork: false,
+    },
+  );
+  assert.deepEqual(parseCli(["exec", "--ns-path", "net=/x", "--", "ip", "a"]), {
+    ...base,
+    namespaces: undefined,
+    nsPaths: { net: "/x" },
+    command: ["ip", "a"],
+  });
+  assert.deepEqual(parseCli(["exec", "-p", "3", "-W", "/in", "--", "pwd"]).kind, "exec");
   assert.deepEqual(parseCli(["exec", "--help"]), { kind: "help", topic: "exec" });
   assert.deepEqual(parseCli([]), { kind: "help", topic: "main" });
   assert.deepEqual(parseCli(["--version"]), { kind: "version" });
   assert.throws(() => parseCli(["frobnicate"]), /Unknown command 'frobnicate'/);
-  assert.throws(() => parseCli(["exec", "-p", "7"]), /No command given/);
   assert.throws(() => parseCli(["exec", "-p", "7", "-x", "--", "true"]), /Unknown option '-x'/);
   assert.throws(() => parseCli(["exec", "--", "true"]), /Missing --pid/);
 });
 
 Deno.test("helpText() lists every option and namespace type", () => {
   const text = helpText("exec");
-  for (const option of ["--pid", "--ns-types", "--preserve-credentials", "--help"]) {
+  const options = [
+    "--pid",
+    "--ns-types",
+    "--all",
+    "--ns-path",
+    "--wd",
+    "--wdns",
+    "--root",
+    "--setuid",
+    "--setgid",
+    "--preserve-credentials",
+    "--env",
+    "--target-env",
+    "--join-cgroup",
+    "--no-fork",
+    "--fork",
+    "--help",
+  ];
+  for (const option of options) {
     assert.match(text, new RegExp(option));
   }
   for (const ns of NAMESPACE_TABLE) assert.match(text, new RegExp(`\\b${ns.type}\\b`));
@@ -104,7 +176,7 @@ Deno.test("helpText() lists every option and namespace type", () => {
     const m = /^( {2}-.*?\S)( {2,})\S/.exec(line);
     return m ? [m[1]!.length + m[2]!.length] : [];
   });
-  assert.equal(columns.length, 4);
+  assert.equal(columns.length, options.length);
   assert.equal(new Set(columns).size, 1, `description columns: ${columns}`);
 });
 
