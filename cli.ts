@@ -12,7 +12,7 @@
 import { helpText, parseCli, UsageError } from "./src/cli_args.ts";
 import type { ExecArgs } from "./src/cli_args.ts";
 import { NamespaceError } from "./src/errors.ts";
-import { PIDFD, signalNumber, spawnWith } from "./src/exec.ts";
+import { type NamespaceProcess, PIDFD, signalNumber, spawnWith } from "./src/exec.ts";
 import {
   close,
   getpid,
@@ -43,7 +43,40 @@ function fail(message: string, code: number): never {
   Deno.exit(code);
 }
 
+/**
+ * Relays between this process's terminal and the command's pty: raw mode for
+ * the session, the window size at start and on every SIGWINCH. `restore()`
+ * puts the terminal back; call it on every way out.
+ */
+function relayTerminal(child: NamespaceProcess): { done: Promise<void>; restore(): void } {
+  Deno.stdin.setRaw(true);
+  const size = () => {
+    try {
+      const { columns, rows } = Deno.consoleSize();
+      child.resize(columns, rows);
+    } catch {
+      // no size to copy (stdout is not a terminal), or the command has ended
+    }
+  };
+  size();
+  Deno.addSignalListener("SIGWINCH", size);
+  // Keystrokes go to the pty: Ctrl-C, Ctrl-Z and Ctrl-\ reach the command through its terminal.
+  Deno.stdin.readable.pipeTo(child.stdin).catch(() => {});
+  const done = child.stdout.pipeTo(Deno.stdout.writable, { preventClose: true }).catch(() => {});
+  let restored = false;
+  return {
+    done,
+    restore: () => {
+      if (restored) return;
+      restored = true;
+      Deno.removeSignalListener("SIGWINCH", size);
+      Deno.stdin.setRaw(false);
+    },
+  };
+}
+
 async function exec(args: ExecArgs): Promise<never> {
+  if (args.tty && !Deno.stdin.isTerminal()) fail("the input device is not a TTY", 1);
   // Forwarding is native: ns_forward_signal sends the signal to the command's
   // pidfd from the signal handler itself. Deno's listeners are registered
   // first so that Deno's signal driver owns these signals; then the handler
@@ -87,7 +120,8 @@ async function exec(args: ExecArgs): Promise<never> {
       ...(args.cwdInside !== undefined ? { cwdInside: args.cwdInside } : {}),
       joinCgroup: args.joinCgroup,
       fork: args.fork,
-    }, { keepDescriptors: true, onStop });
+      tty: args.tty,
+    }, { keepDescriptors: true, ...(args.tty ? {} : { onStop }) });
   } catch (error) {
     if (!(error instanceof NamespaceError)) throw error;
     const code = error.syscall !== "execve" ? 1 : error.code === "ENOENT" ? 127 : 126;
@@ -101,7 +135,10 @@ async function exec(args: ExecArgs): Promise<never> {
   };
   passOn();
   const poll = setInterval(passOn, 10);
+  const relayed = args.tty ? relayTerminal(child) : undefined;
   const status = await child.status;
+  await relayed?.done;
+  relayed?.restore();
   clearInterval(poll);
   forwarder.target(-1);
   if (pidfd >= 0) close(pidfd);

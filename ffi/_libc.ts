@@ -52,6 +52,10 @@ const SYMBOLS = {
     result: "i32",
     nonblocking: true,
   },
+  // int ioctl(int fd, unsigned long request, void *arg)
+  ioctl_ptr: { name: "ioctl", parameters: ["i32", "u64", "buffer"], result: "i32" },
+  // int ioctl(int fd, unsigned long request, int arg)
+  ioctl_int: { name: "ioctl", parameters: ["i32", "u64", "u64"], result: "i32" },
   // int kill(pid_t pid, int sig)
   kill: { parameters: ["i32", "i32"], result: "i32" },
   // long syscall(long number, ...): pidfd_open and pidfd_send_signal, which glibc wraps only since 2.36

@@ -87,6 +87,35 @@ export function readlink(path: string): string | number {
   return n < 0 ? n : decoder.decode(buf.subarray(0, n));
 }
 
+const TIOCSWINSZ = 0x5414;
+const TIOCSPTLCK = 0x40045431;
+const TIOCGPTPEER = 0x5441;
+
+/**
+ * A pseudo-terminal from the pty multiplexer at `ptmx` (the target's own
+ * devpts when given /proc/PID/root/dev/pts/ptmx): `[master, slave]`, both
+ * close-on-exec, the slave opened with TIOCGPTPEER (no path lookup); or a
+ * negative errno.
+ */
+export function openPty(ptmx: string): [number, number] | number {
+  const master = open(ptmx, O_RDWR | O_NOCTTY);
+  if (master < 0) return master;
+  const unlock = result(libc().ioctl_ptr(master, BigInt(TIOCSPTLCK), new Int32Array([0])));
+  const slave = unlock < 0
+    ? unlock
+    : result(libc().ioctl_int(master, BigInt(TIOCGPTPEER), BigInt(O_RDWR | O_NOCTTY | O_CLOEXEC)));
+  if (slave < 0) {
+    close(master);
+    return slave;
+  }
+  return [master, slave];
+}
+
+/** ioctl(TIOCSWINSZ): the terminal's size in rows and columns. */
+export function setWindowSize(fd: number, columns: number, rows: number): number {
+  return result(libc().ioctl_ptr(fd, BigInt(TIOCSWINSZ), new Uint16Array([rows, columns, 0, 0])));
+}
+
 /** A whole small file (/proc/PID/environ, /proc/PID/cgroup), read with open(2) and read(2); or a negative errno. */
 export function readSmallFile(path: string): Uint8Array | number {
   const fd = open(path, O_RDONLY);

@@ -40,6 +40,7 @@ export interface ExecArgs {
   cwdInside?: string;
   joinCgroup: boolean;
   fork: boolean;
+  tty: boolean;
 }
 
 /** A parsed command line. */
@@ -72,6 +73,7 @@ const EXEC_OPTIONS = [
   { name: "env", short: "e", kind: "list" },
   { name: "target-env", kind: "flag" },
   { name: "join-cgroup", kind: "flag" },
+  { name: "tty", short: "t", kind: "flag" },
   { name: "no-fork", short: "F", kind: "flag" },
   { name: "fork", kind: "flag" },
   { name: "help", short: "h", kind: "flag" },
@@ -226,6 +228,7 @@ function parseExec(args: readonly string[]): CliArgs {
     ...(text("wdns") !== undefined ? { cwdInside: text("wdns")! } : {}),
     joinCgroup: v["join-cgroup"] === true,
     fork: v["no-fork"] !== true,
+    tty: v.tty === true,
   };
 }
 
@@ -291,6 +294,11 @@ ${
         ["-e, --env KEY=VALUE", "set a variable in the command's environment; repeatable"],
         ["--target-env", "start from the target's environment instead of yours"],
         ["--join-cgroup", "run the command in the target's cgroup (cgroup v2)"],
+        [
+          "-t, --tty",
+          "give the command a pseudo-terminal of its own (from the target's",
+          "devpts), as docker exec -t; needs a terminal on stdin",
+        ],
         [
           "-F, --no-fork",
           "with pid: do not start a new process; only the command's",

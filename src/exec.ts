@@ -23,12 +23,14 @@ import {
   O_RDWR,
   O_WRONLY,
   open,
+  openPty,
   pidfdOpen,
   pidfdSendSignal,
   pipe,
   readAsync,
   readlink,
   readSmallFile,
+  setWindowSize,
   waitAsync,
   writeAsync,
   WUNTRACED,
@@ -93,6 +95,14 @@ export interface NamespaceCommandOptions {
   cwdInside?: string;
   /** Run the command in the target's cgroup (cgroup v2). */
   joinCgroup?: boolean;
+  /**
+   * Give the command a pseudo-terminal of its own, from the target's devpts
+   * when `mnt` is joined: it runs as a session leader with the pty as its
+   * controlling terminal, its stdin, stdout and stderr. The handle's `stdin`
+   * writes to the pty and its `stdout` reads from it (stderr is merged);
+   * `resize()` sets its window size. Overrides stdin, stdout and stderr.
+   */
+  tty?: boolean;
   /**
    * With `pid` joined: start the command as a new process inside the pid
    * namespace (default). False: the command keeps this process's pid
@@ -299,6 +309,21 @@ function failure(result: Extract<SpawnResult, { ok: false }>, ctx: {
   }
 }
 
+/** What start() hands over: the command, the parent's ends of its pipes, and its pty. */
+interface Started {
+  pid: number;
+  pipes: [number | null, number | null, number | null];
+  /** A descriptor of the pty's master for resize(), when the command has a pty. */
+  tty: number | null;
+}
+
+/** The pty multiplexer to take the command's terminal from: the target's own with mnt joined. */
+function ptmxPaths(pid: number | undefined, joinsMount: boolean): string[] {
+  return pid !== undefined && joinsMount
+    ? [`/proc/${pid}/root/dev/pts/ptmx`, `/proc/${pid}/root/dev/ptmx`]
+    : ["/dev/ptmx"];
+}
+
 /** Whether a path exists (open and close again). */
 function exists(path: string): boolean {
   const fd = open(path, O_RDONLY);
@@ -397,7 +422,7 @@ function start(
   options: NamespaceCommandOptions,
   defaults: { stdout: StdioMode; stderr: StdioMode },
   internals: SpawnInternals,
-): { pid: number; pipes: [number | null, number | null, number | null] } {
+): Started {
   validate(options);
   const { pid, nsPaths = {} } = options;
   using held = new Descriptors();
@@ -457,6 +482,24 @@ function start(
     ? {}
     : Deno.env.toObject();
 
+  let tty: { master: number; slave: number } | undefined;
+  if (options.tty) {
+    let pty: [number, number] | number = -ENOENT;
+    const paths = ptmxPaths(pid, fds.has("mnt"));
+    for (const path of paths) {
+      pty = openPty(path);
+      if (typeof pty !== "number" || pty !== -ENOENT) break;
+    }
+    if (typeof pty === "number") {
+      throw new NamespaceError(-pty, {
+        syscall: "open",
+        action: `Failed to open a pseudo-terminal at ${paths.at(-1)}`,
+        path: paths.at(-1)!,
+        ...(pid !== undefined ? { pid } : {}),
+      });
+    }
+    tty = { master: held.add(pty[0]), slave: aboveStdio(held.add(pty[1]), held) };
+  }
   internals.afterOpen?.();
   // Still the same process? Then everything above came from it, not from one that reused its pid.
   if (pid !== undefined && pidfd >= 0 && pidfdSendSignal(pidfd, 0) === -ESRCH) {
@@ -481,7 +524,7 @@ function start(
     ? types.reduce((bits, type) => bits | namespaceInfo(type).flag, 0)
     : 0;
 
-  const modes = [
+  const modes = tty ? (["inherit", "inherit", "inherit"] as const) : [
     options.stdin ?? "inherit",
     options.stdout ?? defaults.stdout,
     options.stderr ?? defaults.stderr,
@@ -521,6 +564,17 @@ function start(
     stdio.push([child, target]);
   });
 
+  if (tty) {
+    // The command's three standard streams are the pty; the parent keeps the master twice
+    // (reading, writing) and once more for resize().
+    stdio.push([tty.slave, 0], [tty.slave, 1], [tty.slave, 2]);
+    pipes[0] = held.add(
+      check(dupAtLeast(tty.master, 3), { syscall: "fcntl", action: "Failed to copy the pty" }),
+    );
+    pipes[1] = held.add(
+      check(dupAtLeast(tty.master, 3), { syscall: "fcntl", action: "Failed to copy the pty" }),
+    );
+  }
   const envRecord = { ...baseEnv, ...options.env };
   const env = Object.entries(envRecord).map(([key, value]) => `${key}=${value}`);
   const command = options.command ?? [Deno.env.get("SHELL") || "/bin/sh"];
@@ -545,12 +599,14 @@ function start(
     ...(options.cwdInside !== undefined ? { cwdPath: options.cwdInside } : {}),
     ...(gid !== undefined ? { dropGroups: true, gid } : {}),
     ...(uid !== undefined ? { uid } : {}),
+    ...(tty ? { session: { controllingTerminal: true } } : {}),
   };
   const result = spawn(plan);
   if (!result.ok) throw failure(result, { pid: pid ?? 0, program, joined });
   // The parent keeps only its ends of the pipes; everything else closes here.
   for (const fd of pipes) if (fd !== null) held.release(fd);
-  return { pid: result.pid, pipes };
+  if (tty) held.release(tty.master);
+  return { pid: result.pid, pipes, tty: tty?.master ?? null };
 }
 
 /** A stream over one end of a pipe, and a way to close that end even while the stream is locked. */
@@ -655,6 +711,7 @@ export class NamespaceProcess implements AsyncDisposable {
   readonly #stdout: PipeStream<ReadableStream<Uint8Array>> | null;
   readonly #stderr: PipeStream<ReadableStream<Uint8Array>> | null;
   #pidfd: number;
+  #tty: number | null;
   #done = false;
 
   /** @internal Use {@linkcode spawnInNamespace}. */
@@ -662,8 +719,10 @@ export class NamespaceProcess implements AsyncDisposable {
     pid: number,
     pipes: readonly [number | null, number | null, number | null],
     onStop?: () => void,
+    tty: number | null = null,
   ) {
     this.pid = pid;
+    this.#tty = tty;
     // A pidfd names this very process, so kill() cannot hit a reused pid.
     this.#pidfd = pidfdOpen(pid);
     this.#stdin = pipes[0] === null ? null : pipeWriter(pipes[0]);
@@ -680,6 +739,8 @@ export class NamespaceProcess implements AsyncDisposable {
       this.#done = true;
       if (this.#pidfd >= 0) close(this.#pidfd);
       this.#pidfd = -1;
+      if (this.#tty !== null) close(this.#tty);
+      this.#tty = null;
       if (raw < 0) {
         throw new NamespaceError(10, {
           syscall: "wait4",
@@ -727,6 +788,23 @@ export class NamespaceProcess implements AsyncDisposable {
     check(rc, {
       syscall: "pidfd_send_signal",
       action: `Failed to signal process ${this.pid}`,
+      pid: this.pid,
+    });
+  }
+
+  /**
+   * Sets the window size of the command's pty (spawned with `tty: true`); the
+   * command gets SIGWINCH.
+   *
+   * @param columns Columns.
+   * @param rows Rows.
+   * @throws {TypeError} without a pty, or when the command has ended
+   */
+  resize(columns: number, rows: number): void {
+    if (this.#tty === null) throw new TypeError("The command has no pty (or has ended)");
+    check(setWindowSize(this.#tty, columns, rows), {
+      syscall: "ioctl",
+      action: `Failed to resize the pty of process ${this.pid}`,
       pid: this.pid,
     });
   }
@@ -796,8 +874,8 @@ export function spawnWith(
   options: NamespaceCommandOptions,
   internals: SpawnInternals,
 ): NamespaceProcess {
-  const { pid, pipes } = start(options, { stdout: "inherit", stderr: "inherit" }, internals);
-  return new NamespaceProcess(pid, pipes, internals.onStop);
+  const { pid, pipes, tty } = start(options, { stdout: "inherit", stderr: "inherit" }, internals);
+  return new NamespaceProcess(pid, pipes, internals.onStop, tty);
 }
 
 /**
@@ -824,6 +902,6 @@ export async function execInNamespace(options: NamespaceCommandOptions): Promise
       'execInNamespace() cannot pipe stdin: use spawnInNamespace({ stdin: "piped" })',
     );
   }
-  const { pid, pipes } = start(options, { stdout: "piped", stderr: "piped" }, {});
-  return await new NamespaceProcess(pid, pipes).output();
+  const { pid, pipes, tty } = start(options, { stdout: "piped", stderr: "piped" }, {});
+  return await new NamespaceProcess(pid, pipes, undefined, tty).output();
 }

@@ -87,6 +87,7 @@ Deno.test("parseCli() reads exec, help and version, and reports usage errors", (
     targetCwd: false,
     joinCgroup: false,
     fork: true,
+    tty: false,
   };
   assert.deepEqual(parseCli(["exec", "-p", "7", "-n", "net,uts", "--", "hostname", "-f"]), {
     ...base,
@@ -163,6 +164,7 @@ Deno.test("helpText() lists every option and namespace type", () => {
     "--env",
     "--target-env",
     "--join-cgroup",
+    "--tty",
     "--no-fork",
     "--fork",
     "--help",

@@ -277,19 +277,12 @@ work_dir:
         svc     #0
         cbnz    x0, cwd_failed
 
-        /* 5. own session, fd 0 as controlling terminal */
+        /* 5. own session (controlling terminal after step 7) */
 session:
-        tbz     x24, #B_SETSID, 1f
+        tbz     x24, #B_SETSID, credentials
         mov     x8, #SYS_setsid
         svc     #0
         tbnz    x0, #63, setsid_failed
-1:      tbz     x24, #B_CTTY, credentials
-        mov     x8, #SYS_ioctl
-        mov     x0, #0
-        mov     x1, #TIOCSCTTY
-        mov     x2, #0
-        svc     #0
-        cbnz    x0, ctty_failed
 
         /* 6. credentials: groups, gid, uid */
 credentials:
@@ -332,7 +325,15 @@ stdio:
         tbnz    x0, #63, stdio_failed
         add     x20, x20, #1
         b       1b
-2:      tbz     x24, #B_CLOSEFROM, signal_mask
+        /* 7b. fd 0, now the command's terminal, as controlling terminal */
+2:      tbz     x24, #B_CTTY, 3f
+        mov     x8, #SYS_ioctl
+        mov     x0, #0
+        mov     x1, #TIOCSCTTY
+        mov     x2, #0
+        svc     #0
+        cbnz    x0, ctty_failed
+3:      tbz     x24, #B_CLOSEFROM, signal_mask
         mov     x8, #SYS_close_range
         mov     x0, #3
         mov     x1, #0xffffffff

@@ -332,23 +332,15 @@ work_dir:
         test    rax, rax
         jnz     cwd_failed
 
-        /* 5. Own session, with fd 0 as controlling terminal. */
+        /* 5. Own session (its controlling terminal is set after step 7,
+         * once fd 0 is the command's). */
 session:
         test    r13, F_SETSID
-        jz      1f
+        jz      credentials
         mov     eax, SYS_setsid
         syscall
         test    rax, rax
         js      setsid_failed
-1:      test    r13, F_CTTY
-        jz      credentials
-        mov     eax, SYS_ioctl
-        xor     edi, edi
-        mov     esi, TIOCSCTTY
-        xor     edx, edx
-        syscall
-        test    rax, rax
-        jnz     ctty_failed
 
         /* 6. Credentials: groups, gid, uid - the uid last, since it gives up
          * the right to change the others. Raw system calls change only this
@@ -401,7 +393,17 @@ stdio:
         js      stdio_failed
         inc     rbx
         jmp     1b
-2:      test    r13, F_CLOSEFROM
+        /* 7b. fd 0, now the command's terminal, becomes its controlling terminal. */
+2:      test    r13, F_CTTY
+        jz      3f
+        mov     eax, SYS_ioctl
+        xor     edi, edi
+        mov     esi, TIOCSCTTY
+        xor     edx, edx
+        syscall
+        test    rax, rax
+        jnz     ctty_failed
+3:      test    r13, F_CLOSEFROM
         jz      signal_mask
         mov     eax, SYS_close_range
         mov     edi, 3
