@@ -10,9 +10,19 @@
  * @module
  */
 import { helpText, parseCli, UsageError } from "./src/cli_args.ts";
-import type { ExecArgs } from "./src/cli_args.ts";
+import type { CreateArgs, ExecArgs, ProcArgs } from "./src/cli_args.ts";
+import { type NewNamespaceOptions, spawnNewWith } from "./src/create.ts";
+import { DEMOS } from "./src/demos.ts";
+import { namespaceInfo, type NamespaceType } from "./src/namespaces.ts";
+import { listNamespaces } from "./src/inspect.ts";
 import { NamespaceError } from "./src/errors.ts";
-import { type NamespaceProcess, PIDFD, signalNumber, spawnWith } from "./src/exec.ts";
+import {
+  type NamespaceProcess,
+  PIDFD,
+  signalNumber,
+  type SpawnInternals,
+  spawnWith,
+} from "./src/exec.ts";
 import {
   close,
   getpid,
@@ -75,8 +85,17 @@ function relayTerminal(child: NamespaceProcess): { done: Promise<void>; restore(
   };
 }
 
-async function exec(args: ExecArgs): Promise<never> {
-  if (args.tty && !Deno.stdin.isTerminal()) fail("the input device is not a TTY", 1);
+/**
+ * Starts the command with `start` and stays with it until it ends: passes
+ * signals on, follows job control (or relays a pty), then exits as the
+ * command did. `after` runs just before the exit (demonstrations).
+ */
+async function supervise(
+  start: (internals: SpawnInternals) => NamespaceProcess,
+  tty: boolean,
+  after?: () => void,
+): Promise<never> {
+  if (tty && !Deno.stdin.isTerminal()) fail("the input device is not a TTY", 1);
   // Forwarding is native: ns_forward_signal sends the signal to the command's
   // pidfd from the signal handler itself. Deno's listeners are registered
   // first so that Deno's signal driver owns these signals; then the handler
@@ -89,7 +108,7 @@ async function exec(args: ExecArgs): Promise<never> {
     Deno.addSignalListener(signal, noop);
     setHandler(signalNumber(signal), forwarder.handler);
   }
-  let child;
+  let child: NamespaceProcess | undefined;
   let pidfd = -1;
   // Job control, as nsenter: when the command stops, stop too; when continued, continue it.
   // (After Ctrl-Z both stop; the stop seen on resuming is stale then: the command runs again.)
@@ -103,7 +122,38 @@ async function exec(args: ExecArgs): Promise<never> {
     if (pidfd >= 0) pidfdSendSignal(pidfd, SIGCONT);
   };
   try {
-    child = spawnWith({
+    child = start({ keepDescriptors: true, ...(tty ? {} : { onStop }) });
+  } catch (error) {
+    if (!(error instanceof NamespaceError)) throw error;
+    const code = error.syscall !== "execve" ? 1 : error.code === "ENOENT" ? 127 : 126;
+    fail(error.message, code);
+  }
+  pidfd = child[PIDFD]();
+  forwarder.target(pidfd);
+  // Signals that came before the pidfd was set were kept as pending bits.
+  const passOn = () => {
+    for (const signal of forwarder.takePending()) pidfdSendSignal(pidfd, signal);
+  };
+  passOn();
+  const poll = setInterval(passOn, 10);
+  const relayed = tty ? relayTerminal(child) : undefined;
+  const status = await child.status;
+  await relayed?.done;
+  relayed?.restore();
+  clearInterval(poll);
+  forwarder.target(-1);
+  if (pidfd >= 0) close(pidfd);
+  after?.();
+  if (status.signal) {
+    // Die of the same signal, so that the shell sees 128+n and a core dump is reported as one.
+    raiseDefault(signalNumber(status.signal));
+  }
+  Deno.exit(status.code);
+}
+
+function exec(args: ExecArgs): Promise<never> {
+  return supervise((internals) =>
+    spawnWith({
       ...(args.pid !== undefined ? { pid: args.pid } : {}),
       ...(args.namespaces !== undefined ? { namespaces: args.namespaces } : {}),
       nsPaths: args.nsPaths,
@@ -121,32 +171,65 @@ async function exec(args: ExecArgs): Promise<never> {
       joinCgroup: args.joinCgroup,
       fork: args.fork,
       tty: args.tty,
-    }, { keepDescriptors: true, ...(args.tty ? {} : { onStop }) });
-  } catch (error) {
-    if (!(error instanceof NamespaceError)) throw error;
-    const code = error.syscall !== "execve" ? 1 : error.code === "ENOENT" ? 127 : 126;
-    fail(error.message, code);
-  }
-  pidfd = child[PIDFD]();
-  forwarder.target(pidfd);
-  // Signals that came before the pidfd was set were kept as pending bits.
-  const passOn = () => {
-    for (const signal of forwarder.takePending()) pidfdSendSignal(pidfd, signal);
+    }, internals), args.tty);
+}
+
+function create(args: CreateArgs): Promise<never> {
+  const demo = args.command === undefined && args.via !== "unshare" ? DEMOS[args.via] : undefined;
+  const options: NewNamespaceOptions = {
+    namespaces: args.namespaces,
+    ...(args.command ? { command: args.command } : {}),
+    ...(args.hostname !== undefined ? { hostname: args.hostname } : {}),
+    mountProc: args.mountProc,
+    mapRootUser: args.mapRootUser,
+    persist: args.persist,
+    ...(args.boottime !== undefined ? { boottime: args.boottime } : {}),
+    ...(args.monotonic !== undefined ? { monotonic: args.monotonic } : {}),
+    ...demo?.options(args),
   };
-  passOn();
-  const poll = setInterval(passOn, 10);
-  const relayed = args.tty ? relayTerminal(child) : undefined;
-  const status = await child.status;
-  await relayed?.done;
-  relayed?.restore();
-  clearInterval(poll);
-  forwarder.target(-1);
-  if (pidfd >= 0) close(pidfd);
-  if (status.signal) {
-    // Die of the same signal, so that the shell sees 128+n and a core dump is reported as one.
-    raiseDefault(signalNumber(status.signal));
+  if (demo) {
+    console.log(`A new ${args.via} namespace: ${namespaceInfo(args.via as NamespaceType).label}`);
   }
-  Deno.exit(status.code);
+  return supervise(
+    (internals) => {
+      try {
+        return spawnNewWith(options, internals);
+      } catch (error) {
+        if (error instanceof TypeError) fail(error.message, 2);
+        throw error;
+      }
+    },
+    false,
+    demo ? () => console.log(`outside: ${demo.outside()}`) : undefined,
+  );
+}
+
+function proc(args: ProcArgs): never {
+  let records;
+  try {
+    records = listNamespaces(args.pid);
+  } catch (error) {
+    if (error instanceof NamespaceError) fail(error.message, 1);
+    throw error;
+  }
+  if (args.json) {
+    console.log(JSON.stringify(records, null, 2));
+  } else {
+    const rows = [
+      ["TYPE", "INODE", "LINK", "SAME AS CALLER"],
+      ...records.map((r) => [
+        r.type,
+        String(r.inode),
+        r.link,
+        r.sameAsCaller ? "yes" : "no",
+      ]),
+    ];
+    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+    for (const row of rows) {
+      console.log(row.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd());
+    }
+  }
+  Deno.exit(0);
 }
 
 /** Runs the command line; exits the process. */
@@ -169,6 +252,10 @@ export async function main(argv: readonly string[]): Promise<never> {
       break;
     case "exec":
       return await exec(args);
+    case "proc":
+      return proc(args);
+    case "create":
+      return await create(args);
   }
 }
 

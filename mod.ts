@@ -27,6 +27,12 @@ export {
   type StdioMode,
 } from "./src/exec.ts";
 export { NamespaceError, type NamespaceErrorDetails } from "./src/errors.ts";
+export { listNamespaces, type NamespaceRecord } from "./src/inspect.ts";
+export {
+  execInNewNamespaces,
+  type NewNamespaceOptions,
+  spawnInNewNamespaces,
+} from "./src/create.ts";
 export {
   DEFAULT_NAMESPACES,
   NAMESPACE_TABLE,

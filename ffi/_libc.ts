@@ -71,6 +71,8 @@ const SYMBOLS = {
   getpid: { parameters: [], result: "i32" },
   // uid_t geteuid(void)
   geteuid: { parameters: [], result: "u32" },
+  // gid_t getegid(void)
+  getegid: { parameters: [], result: "u32" },
   // void *mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset)
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   // int mprotect(void *addr, size_t length, int prot)

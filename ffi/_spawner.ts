@@ -54,7 +54,9 @@ const ZERO = 218;
 const PIDFD_FD = 224;
 const PIDFD_MASK = 232;
 const CGROUP_FD = 240;
-const HEADER = 256;
+const PRE_OPS = 248;
+const POST_OPS = 264;
+const HEADER = 512; // the last field, POST_OPS, ends at 280
 const STACK_SIZE = 16 * 1024;
 
 // FLAGS bits.
@@ -90,6 +92,7 @@ export const Stage = {
   closeFrom: 11,
   exec: 12,
   cgroup: 13,
+  op: 14,
 } as const;
 
 /** A stage name, such as `"setns"`. */
@@ -109,6 +112,17 @@ export interface SpawnPlan {
   pidfd?: { fd: number; mask: number };
   /** The target's cgroup.procs, open for writing: the child moves itself there first. */
   cgroupFd?: number;
+  /** Ops that make new namespaces, before the pid-namespace clone (see {@linkcode SpawnOp}). */
+  preOps?: readonly SpawnOp[];
+  /** Ops in the process that execs, after that clone (mounting /proc in a new pid namespace). */
+  postOps?: readonly SpawnOp[];
+  /**
+   * Make the child non-dumpable before it joins anything (default true): it
+   * keeps the caller's memory and descriptors out of reach from inside a
+   * target. Off when making new namespaces: nobody is inside them yet, and a
+   * non-dumpable process cannot write its own /proc/self/uid_map.
+   */
+  noDump?: boolean;
   /** Clone once more after joining, so that the command enters the pid namespace. */
   fork: boolean;
   /**
@@ -139,6 +153,13 @@ export interface SpawnPlan {
   argv: readonly string[];
   env: readonly string[];
 }
+
+/** One op of the spawner's list (ffi/spawner/x86_64.S, run_ops). */
+export type SpawnOp =
+  | { op: "unshare"; flags: number }
+  | { op: "write"; path: string; data: string }
+  | { op: "mount"; source: string | null; target: string; fstype: string | null; flags: number }
+  | { op: "sethostname"; name: string };
 
 /** What came of a spawn. */
 export type SpawnResult =
@@ -277,10 +298,14 @@ class BlockWriter {
 }
 
 function blockSize(plan: SpawnPlan): number {
-  const strings = [...plan.argv, ...plan.env, ...plan.candidates, plan.cwdPath ?? ""];
+  const opStrings = [...(plan.preOps ?? []), ...(plan.postOps ?? [])].flatMap((op) =>
+    Object.values(op).filter((v): v is string => typeof v === "string")
+  );
+  const strings = [...plan.argv, ...plan.env, ...plan.candidates, plan.cwdPath ?? "", ...opStrings];
   let size = HEADER + 2 * STACK_SIZE + 64;
   for (const s of strings) size += new TextEncoder().encode(s).length + 1 + 8 + 8;
-  size += (plan.steps.length * 3 + plan.stdio.length * 2 + 8) * 8;
+  const ops = (plan.preOps?.length ?? 0) + (plan.postOps?.length ?? 0);
+  size += (plan.steps.length * 3 + plan.stdio.length * 2 + ops * 6 + 8) * 8;
   return Math.ceil(size / 4096) * 4096;
 }
 
@@ -305,7 +330,7 @@ export function spawn(plan: SpawnPlan): SpawnResult {
   const address = block(size);
   const b = new BlockWriter(address, size);
   b.set(CLONE_FLAGS, (plan.shareMemory ? CLONE_VM : 0) | CLONE_VFORK | SIGCHLD);
-  let flags = (plan.fork ? F_FORK : 0) | F_NODUMP;
+  let flags = (plan.fork ? F_FORK : 0) | (plan.noDump === false ? 0 : F_NODUMP);
   if (plan.dropGroups) flags |= F_SETGROUPS;
   if (plan.gid !== undefined) {
     flags |= F_SETGID;
@@ -341,6 +366,29 @@ export function spawn(plan: SpawnPlan): SpawnResult {
   b.set(PATHS, b.putStrings(plan.candidates));
   b.set(ARGV, b.putStrings(plan.argv));
   b.set(ENVP, b.putStrings(plan.env));
+  for (
+    const [offset, ops] of [[PRE_OPS, plan.preOps ?? []], [POST_OPS, plan.postOps ?? []]] as const
+  ) {
+    const words = ops.flatMap((op): (number | bigint)[] => {
+      const text = (value: string | null) => (value === null ? 0n : b.put(cString(value)));
+      switch (op.op) {
+        case "unshare":
+          return [1, op.flags, 0, 0, 0, 0];
+        case "write": {
+          const data = new TextEncoder().encode(op.data);
+          return [2, text(op.path), b.put(data), data.length, 0, 0];
+        }
+        case "mount":
+          return [3, text(op.source), text(op.target), text(op.fstype), op.flags, 0];
+        case "sethostname": {
+          const name = new TextEncoder().encode(op.name);
+          return [4, b.put(name), name.length, 0, 0, 0];
+        }
+      }
+    });
+    b.set(offset, ops.length);
+    b.set(offset + 8, b.putWords(words));
+  }
   b.set(STACK1, b.putStack());
   b.set(STACK2, b.putStack());
   b.set(MASK_ALL, -1n);

@@ -208,6 +208,11 @@ export function geteuid(): number {
   return libc().geteuid();
 }
 
+/** getegid(2). */
+export function getegid(): number {
+  return libc().getegid();
+}
+
 /**
  * Dies of `signal` as the command did: default action back, then kill(2) on
  * ourselves. Returns only if the signal does not end the process.

@@ -43,10 +43,22 @@ export interface ExecArgs {
   tty: boolean;
 }
 
+/** The topics of --help. */
+export type HelpTopic = "main" | "exec" | "proc" | "create";
+
+/** What `ns-tool proc` was asked to do. */
+export interface ProcArgs {
+  kind: "proc";
+  pid?: number;
+  json: boolean;
+}
+
 /** A parsed command line. */
 export type CliArgs =
   | ExecArgs
-  | { kind: "help"; topic: "main" | "exec" }
+  | ProcArgs
+  | CreateArgs
+  | { kind: "help"; topic: HelpTopic }
   | { kind: "version" };
 
 /**
@@ -81,8 +93,27 @@ const EXEC_OPTIONS = [
 
 type ExecOption = typeof EXEC_OPTIONS[number]["name"];
 
+/** An option table: EXEC_OPTIONS or CREATE_OPTIONS. */
+type OptionTable = readonly {
+  name: string;
+  short?: string;
+  kind: "flag" | "value" | "optional" | "list";
+}[];
+
 /** Parsed options: a flag is `true`, an optional option given bare is `true`, a list is an array. */
 export type ExecOptionValues = Partial<Record<ExecOption, string | true | string[]>>;
+
+/** The options of `unshare` and the per-type commands that make new namespaces. */
+const CREATE_OPTIONS = [
+  { name: "ns-types", short: "n", kind: "value" },
+  { name: "hostname", kind: "value" },
+  { name: "mount-proc", kind: "flag" },
+  { name: "map-root-user", short: "r", kind: "flag" },
+  { name: "persist", kind: "list" },
+  { name: "boottime", kind: "value" },
+  { name: "monotonic", kind: "value" },
+  { name: "help", short: "h", kind: "flag" },
+] as const;
 
 /**
  * Reads exec's options up to the command: the first `--` or the first
@@ -93,7 +124,20 @@ export type ExecOptionValues = Partial<Record<ExecOption, string | true | string
 export function parseExecOptions(
   args: readonly string[],
 ): { values: ExecOptionValues; command: string[] } {
-  const values: ExecOptionValues = {};
+  return parseOptions(EXEC_OPTIONS, args);
+}
+
+/**
+ * Reads options of `table` up to the command: the first `--` or the first
+ * argument that is not an option.
+ *
+ * @throws {UsageError} for an unknown option or a missing value
+ */
+function parseOptions<T extends OptionTable>(
+  table: T,
+  args: readonly string[],
+): { values: Partial<Record<T[number]["name"], string | true | string[]>>; command: string[] } {
+  const values: Partial<Record<string, string | true | string[]>> = {};
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
     if (arg === "--") return { values, command: args.slice(i + 1) };
@@ -103,9 +147,7 @@ export function parseExecOptions(
     const [key, inline] = long
       ? (eq > 0 ? [arg.slice(2, eq), arg.slice(eq + 1)] : [arg.slice(2), undefined])
       : [arg.slice(1, 2), arg.length > 2 ? arg.slice(2) : undefined];
-    const option = EXEC_OPTIONS.find((
-      o,
-    ) => (long ? o.name === key : "short" in o && o.short === key));
+    const option = table.find((o) => (long ? o.name === key : o.short === key));
     if (!option) throw new UsageError(`Unknown option '${long ? `--${key}` : arg.slice(0, 2)}'`);
     const label = long ? `--${option.name}` : `-${key}`;
     switch (option.kind) {
@@ -129,6 +171,81 @@ export function parseExecOptions(
     }
   }
   return { values, command: [] };
+}
+
+/** What `ns-tool unshare` or a per-type command was asked to do. */
+export interface CreateArgs {
+  kind: "create";
+  /** The per-type command used (a demonstration runs without a command), or "unshare". */
+  via: NamespaceType | "unshare";
+  namespaces: NamespaceType[];
+  command?: string[];
+  hostname?: string;
+  mountProc: boolean;
+  mapRootUser: boolean;
+  persist: Partial<Record<NamespaceType, string>>;
+  boottime?: number;
+  monotonic?: number;
+}
+
+/** The per-type commands, by name: "mount" makes a mnt namespace. */
+export const CREATE_COMMANDS: Record<string, NamespaceType> = {
+  uts: "uts",
+  ipc: "ipc",
+  mount: "mnt",
+  net: "net",
+  pid: "pid",
+  cgroup: "cgroup",
+  user: "user",
+  time: "time",
+};
+
+function parseSeconds(option: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^-?[0-9]+$/.test(text)) {
+    throw new UsageError(`Invalid --${option} '${text}': must be whole seconds`);
+  }
+  return Number(text);
+}
+
+function parseCreate(via: NamespaceType | "unshare", args: readonly string[]): CliArgs {
+  const { values: v, command } = parseOptions(CREATE_OPTIONS, args);
+  if (v.help) return { kind: "help", topic: "create" };
+  const text = (name: typeof CREATE_OPTIONS[number]["name"]) =>
+    typeof v[name] === "string" ? v[name] as string : undefined;
+  if (via !== "unshare" && v["ns-types"] !== undefined) {
+    throw new UsageError(
+      `ns-tool ${via === "mnt" ? "mount" : via} makes one type; use ns-tool unshare --ns-types`,
+    );
+  }
+  if (via === "unshare" && v["ns-types"] === undefined && !v["mount-proc"] && !v["map-root-user"]) {
+    throw new UsageError("Missing --ns-types: which namespaces to create");
+  }
+  const namespaces = via === "unshare"
+    ? (v["ns-types"] !== undefined ? parseNamespaceList(text("ns-types")) : [])
+    : [via];
+  const persist: Partial<Record<NamespaceType, string>> = {};
+  for (const item of (v.persist as string[] | undefined) ?? []) {
+    const at = item.indexOf("=");
+    if (at <= 0 || at === item.length - 1) {
+      throw new UsageError(`Invalid --persist '${item}': use TYPE=PATH`);
+    }
+    persist[parseNamespaceList(item.slice(0, at))[0]!] = item.slice(at + 1);
+  }
+  const boottime = parseSeconds("boottime", text("boottime"));
+  const monotonic = parseSeconds("monotonic", text("monotonic"));
+  return {
+    kind: "create",
+    via,
+    namespaces,
+    ...(command.length ? { command } : {}),
+    ...(text("hostname") !== undefined ? { hostname: text("hostname")! } : {}),
+    mountProc: v["mount-proc"] === true,
+    mapRootUser: v["map-root-user"] === true,
+    persist,
+    ...(boottime !== undefined ? { boottime } : {}),
+    ...(monotonic !== undefined ? { monotonic } : {}),
+  };
 }
 
 /** Parses a uid or gid argument. @throws {UsageError} */
@@ -232,6 +349,21 @@ function parseExec(args: readonly string[]): CliArgs {
   };
 }
 
+function parseProc(args: readonly string[]): CliArgs {
+  let pid: number | undefined;
+  let json = false;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === "-h" || arg === "--help") return { kind: "help", topic: "proc" };
+    if (arg === "--json") json = true;
+    else if (arg === "-p" || arg === "--pid") pid = parsePid(args[++i]);
+    else if (arg.startsWith("--pid=")) pid = parsePid(arg.slice(6));
+    else if (arg.startsWith("-p") && arg.length > 2) pid = parsePid(arg.slice(2));
+    else throw new UsageError(`Unknown option '${arg}' (ns-tool proc takes --pid PID and --json)`);
+  }
+  return { kind: "proc", ...(pid !== undefined ? { pid } : {}), json };
+}
+
 /** Parses a whole ns-tool command line. @throws {UsageError} */
 export function parseCli(args: readonly string[]): CliArgs {
   const [first, ...rest] = args;
@@ -246,7 +378,12 @@ export function parseCli(args: readonly string[]): CliArgs {
       return { kind: "version" };
     case "exec":
       return parseExec(rest);
+    case "proc":
+      return parseProc(rest);
+    case "unshare":
+      return parseCreate("unshare", rest);
     default:
+      if (CREATE_COMMANDS[first]) return parseCreate(CREATE_COMMANDS[first]!, rest);
       throw new UsageError(`Unknown command '${first}' (try 'ns-tool --help')`);
   }
 }
@@ -260,7 +397,62 @@ function table(rows: readonly (readonly string[])[]): string {
 }
 
 /** The help text of a topic. */
-export function helpText(topic: "main" | "exec"): string {
+export function helpText(topic: HelpTopic): string {
+  if (topic === "create") {
+    return `Usage: ns-tool unshare --ns-types LIST [options] [-- COMMAND [ARGS...]]
+       ns-tool uts|ipc|mount|net|pid|cgroup|user|time [options] [-- COMMAND [ARGS...]]
+
+Run COMMAND in new namespaces, as util-linux unshare does (with pid, the
+command is pid 1 of the new pid namespace). A per-type command without a
+COMMAND runs a short demonstration of what the new namespace isolates;
+unshare without one runs $SHELL, else /bin/sh.
+
+Options:
+${
+      table([
+        [
+          "-n, --ns-types LIST",
+          "(unshare) namespaces to create, comma-separated",
+          `from: ${NAMESPACE_TABLE.map((ns) => ns.type).join(", ")}`,
+        ],
+        ["--hostname NAME", "with uts: the hostname inside"],
+        ["--mount-proc", "mount a new /proc inside (makes a mount namespace too)"],
+        ["-r, --map-root-user", "make a user namespace and map your uid and gid to 0 in it"],
+        [
+          "--persist TYPE=PATH",
+          "bind-mount the new namespace onto PATH, to enter it later with",
+          "exec --ns-path TYPE=PATH (or nsenter); not for mnt; repeatable",
+        ],
+        ["--boottime SECONDS", "with time: offset of the boot-time clock inside"],
+        ["--monotonic SECONDS", "with time: offset of the monotonic clock inside"],
+        ["-h, --help", "show this help"],
+      ])
+    }
+
+Examples:
+  ns-tool uts
+  ns-tool net -- ip -br link
+  ns-tool unshare -n pid,mnt --mount-proc -- ps -ef
+  ns-tool unshare -n net --persist net=/run/netns/lab -- true
+  ns-tool user -r -- id
+`;
+  }
+  if (topic === "proc") {
+    return `Usage: ns-tool proc [--pid PID] [--json]
+
+Show the namespaces of a process (default: ns-tool's own): type, inode, the
+link text of /proc/PID/ns/TYPE, and whether it is the same as the caller's.
+
+Options:
+${
+      table([
+        ["-p, --pid PID", "the process to inspect"],
+        ["--json", "print an array of {type, inode, link, sameAsCaller}"],
+        ["-h, --help", "show this help"],
+      ])
+    }
+`;
+  }
   if (topic === "exec") {
     return `Usage: ns-tool exec --pid PID [options] [--] COMMAND [ARGS...]
 
@@ -332,11 +524,22 @@ Examples:
 Enter the namespaces of a running Linux process and run a command there.
 
 Commands:
-${table([["exec", "run a command inside the namespaces of a process"], ["help", "show this help"]])}
+${
+    table([
+      ["exec", "run a command inside the namespaces of a process"],
+      ["proc", "show the namespaces of a process"],
+      ["unshare", "run a command in new namespaces"],
+      [
+        "uts, ipc, mount, net, pid, cgroup, user, time",
+        "make one new namespace; without a command, show what it isolates",
+      ],
+      ["help", "show this help"],
+    ])
+  }
 
 Options:
 ${table([["-h, --help", "show this help"], ["-V, --version", "show the version"]])}
 
-Run 'ns-tool exec --help' for the options of exec.
+Run 'ns-tool exec --help', 'ns-tool proc --help' or 'ns-tool unshare --help' for their options.
 `;
 }

@@ -11,7 +11,7 @@ import {
   type NamespaceType,
   normalizeNamespaces,
 } from "./namespaces.ts";
-import { spawn, type SpawnPlan, type SpawnResult } from "../ffi/_spawner.ts";
+import { spawn, type SpawnOp, type SpawnPlan, type SpawnResult } from "../ffi/_spawner.ts";
 import { signalName } from "../ffi/_libc.ts";
 import {
   check,
@@ -184,14 +184,14 @@ function checkId(name: string, value: number | undefined): void {
 }
 
 /** Checks the options; nothing is opened yet. */
-function validate(options: NamespaceCommandOptions): void {
+function validate(options: NamespaceCommandOptions, creating = false): void {
   const { pid, command, nsPaths = {} } = options;
   if (pid !== undefined && (!Number.isSafeInteger(pid) || pid <= 0)) {
     throw new RangeError(`Invalid pid ${pid}: must be a positive integer`);
   }
   const byPath = Object.keys(nsPaths);
   if (byPath.length) normalizeNamespaces(byPath);
-  if (pid === undefined) {
+  if (pid === undefined && !creating) {
     const needsTarget = options.namespaces !== undefined || options.targetRoot ||
       options.targetCwd ||
       options.targetEnv || options.joinCgroup;
@@ -274,9 +274,31 @@ function failure(result: Extract<SpawnResult, { ok: false }>, ctx: {
   pid: number;
   program: string;
   joined: NamespaceType[];
+  ops: SpawnOp[];
+  preOps: number;
 }): NamespaceError {
   const { errno } = result;
   switch (result.stage) {
+    case "op": {
+      // DETAIL: the index in the list before the pid clone, or 1000 + the index in the one after.
+      const op = ctx.ops[result.detail >= 1000 ? ctx.preOps + result.detail - 1000 : result.detail];
+      const action = op?.op === "write"
+        ? `Failed to write ${op.path}`
+        : op?.op === "mount"
+        ? `Failed to mount ${op.fstype ?? op.source} on ${op.target}`
+        : op?.op === "sethostname"
+        ? "Failed to set the hostname"
+        : "Failed to create new namespaces";
+      const hint = op?.op === "unshare" && errno === EPERM
+        ? "creating namespaces needs CAP_SYS_ADMIN: run as root, or create a user namespace too (--map-root-user)"
+        : undefined;
+      return new NamespaceError(errno, {
+        syscall: op?.op === "write" ? "write" : op?.op ?? "unshare",
+        action,
+        ...(op?.op === "write" ? { path: op.path } : op?.op === "mount" ? { path: op.target } : {}),
+        ...(hint ? { hint } : {}),
+      });
+    }
     case "setns": {
       const nsType = ctx.joined[result.detail]!;
       return new NamespaceError(errno, {
@@ -418,12 +440,21 @@ function targetEnvironment(pid: number): Record<string, string> {
  * Builds the plan, spawns, and returns the command's pid plus the parent's
  * ends of its pipes. Throws {@linkcode NamespaceError} with nothing started.
  */
+/** @internal What a plan that makes new namespaces adds (src/create.ts). */
+export interface CreatePlan {
+  preOps: SpawnOp[];
+  postOps: SpawnOp[];
+  fork: boolean;
+  shareMemory: boolean;
+}
+
 function start(
   options: NamespaceCommandOptions,
   defaults: { stdout: StdioMode; stderr: StdioMode },
   internals: SpawnInternals,
+  create?: CreatePlan,
 ): Started {
-  validate(options);
+  validate(options, create !== undefined);
   const { pid, nsPaths = {} } = options;
   using held = new Descriptors();
 
@@ -439,7 +470,7 @@ function start(
     : options.namespaces !== undefined
     ? normalizeNamespaces(options.namespaces)
     : [...DEFAULT_NAMESPACES];
-  const types = normalizeNamespaces([...fromTarget, ...byPath]);
+  const types = create ? [] : normalizeNamespaces([...fromTarget, ...byPath]);
 
   // Open everything first: all or nothing.
   const fds = new Map<NamespaceType, number>();
@@ -587,8 +618,9 @@ function start(
     steps,
     ...(mask ? { pidfd: { fd: pidfd, mask } } : {}),
     ...(cgroupFd !== undefined ? { cgroupFd } : {}),
-    fork: fds.has("pid") && options.fork !== false,
-    shareMemory: !fds.has("time"),
+    fork: create ? create.fork : fds.has("pid") && options.fork !== false,
+    shareMemory: create ? create.shareMemory : !fds.has("time"),
+    ...(create ? { preOps: create.preOps, postOps: create.postOps, noDump: false } : {}),
     stdio,
     closeFrom: !internals.keepDescriptors,
     candidates: candidatePaths(program, envRecord.PATH ?? Deno.env.get("PATH")),
@@ -602,7 +634,15 @@ function start(
     ...(tty ? { session: { controllingTerminal: true } } : {}),
   };
   const result = spawn(plan);
-  if (!result.ok) throw failure(result, { pid: pid ?? 0, program, joined });
+  if (!result.ok) {
+    throw failure(result, {
+      pid: pid ?? 0,
+      program,
+      joined,
+      ops: [...create?.preOps ?? [], ...create?.postOps ?? []],
+      preOps: create?.preOps.length ?? 0,
+    });
+  }
   // The parent keeps only its ends of the pipes; everything else closes here.
   for (const fd of pipes) if (fd !== null) held.release(fd);
   if (tty) held.release(tty.master);
@@ -875,6 +915,21 @@ export function spawnWith(
   internals: SpawnInternals,
 ): NamespaceProcess {
   const { pid, pipes, tty } = start(options, { stdout: "inherit", stderr: "inherit" }, internals);
+  return new NamespaceProcess(pid, pipes, internals.onStop, tty);
+}
+
+/** @internal Spawns with a plan that makes new namespaces (src/create.ts). */
+export function spawnPlanned(
+  options: NamespaceCommandOptions,
+  create: CreatePlan,
+  internals: SpawnInternals = {},
+): NamespaceProcess {
+  const { pid, pipes, tty } = start(
+    options,
+    { stdout: "inherit", stderr: "inherit" },
+    internals,
+    create,
+  );
   return new NamespaceProcess(pid, pipes, internals.onStop, tty);
 }
 

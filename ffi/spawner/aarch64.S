@@ -44,6 +44,8 @@
         .equ PIDFD_FD, 224
         .equ PIDFD_MASK, 232
         .equ CGROUP_FD, 240
+        .equ PRE_OPS, 248
+        .equ POST_OPS, 264
 
 /* FLAGS bit numbers (tbz/tbnz test bits) */
         .equ B_FORK, 0
@@ -72,6 +74,7 @@
         .equ S_CLOSEFROM, 11
         .equ S_EXEC, 12
         .equ S_CGROUP, 13
+        .equ S_OP, 14
 
         .equ SYS_dup3, 24
         .equ SYS_ioctl, 29
@@ -91,6 +94,10 @@
         .equ SYS_execve, 221
         .equ SYS_setns, 268
         .equ SYS_close_range, 436
+        .equ SYS_close, 57
+        .equ SYS_mount, 40
+        .equ SYS_sethostname, 161
+        .equ SYS_unshare, 97
         .equ SYS_prctl, 167
         .equ SYS_pidfd_send_signal, 424
         .equ PR_SET_DUMPABLE, 4
@@ -214,6 +221,12 @@ pass_done:
         b.lo    pass
 joined:
 
+        /* 2b. make new namespaces, if asked */
+        add     x22, x19, #PRE_OPS
+        mov     x23, #0
+        bl      run_ops
+        cbnz    x0, fail
+
         /* 3. enter the pid namespace: clone again, as the caller's child */
         ldr     x9, [x19, #FLAGS]
         tbz     x9, #B_FORK, root_dir
@@ -236,8 +249,12 @@ fork_failed:
         mov     x20, #S_FORK
         b       fail
 
-        /* 4. root, then working directory */
+        /* 4. ops of the process that execs, then root and working directory */
 root_dir:
+        add     x22, x19, #POST_OPS
+        mov     x23, #1000
+        bl      run_ops
+        cbnz    x0, fail
         ldr     x24, [x19, #FLAGS]
         tbz     x24, #B_CHROOT, work_dir
         mov     x25, #-1
@@ -429,6 +446,71 @@ fail:
         mov     x8, #SYS_exit_group
         mov     x0, #127
         svc     #0
+
+/* run_ops: x22 = &{count, pointer}, x23 = index base. Returns x0 = 0, or
+ * x0 = -errno with x20 = S_OP and x23 = the failing op's index. Uses x9-x16
+ * and x20-x22; makes no calls (x30 holds the return address). */
+run_ops:
+        ldr     x9, [x22]                       /* count */
+        ldr     x22, [x22, #8]                  /* ops */
+        mov     x20, #0                         /* i */
+1:      cmp     x20, x9
+        b.hs    9f
+        ldr     x10, [x22]                      /* kind */
+        cmp     x10, #1
+        b.eq    10f
+        cmp     x10, #2
+        b.eq    20f
+        cmp     x10, #3
+        b.eq    30f
+        cmp     x10, #4
+        b.eq    40f
+        mov     x0, #-22
+        b       8f
+10:     mov     x8, #SYS_unshare
+        ldr     x0, [x22, #8]
+        svc     #0
+        b       7f
+20:     mov     x8, #SYS_openat
+        mov     x0, #-100
+        ldr     x1, [x22, #8]
+        movz    x2, #0x0001
+        movk    x2, #0x8, lsl #16               /* O_WRONLY|O_CLOEXEC */
+        mov     x3, #0
+        svc     #0
+        tbnz    x0, #63, 8f
+        mov     x11, x0                         /* fd */
+        mov     x8, #SYS_write
+        ldr     x1, [x22, #16]
+        ldr     x2, [x22, #24]
+        svc     #0
+        mov     x12, x0
+        mov     x8, #SYS_close
+        mov     x0, x11
+        svc     #0
+        mov     x0, x12
+        b       7f
+30:     mov     x8, #SYS_mount
+        ldr     x0, [x22, #8]
+        ldr     x1, [x22, #16]
+        ldr     x2, [x22, #24]
+        ldr     x3, [x22, #32]
+        ldr     x4, [x22, #40]
+        svc     #0
+        b       7f
+40:     mov     x8, #SYS_sethostname
+        ldr     x0, [x22, #8]
+        ldr     x1, [x22, #16]
+        svc     #0
+7:      tbnz    x0, #63, 8f
+        add     x20, x20, #1
+        add     x22, x22, #48
+        b       1b
+8:      add     x23, x23, x20
+        mov     x20, #S_OP
+        ret
+9:      mov     x0, #0
+        ret
 
         .globl  ns_forward_signal
 ns_forward_signal:

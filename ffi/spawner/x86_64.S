@@ -61,6 +61,12 @@
         .equ PIDFD_FD, 224      /* pidfd of the target, -1 for none */
         .equ PIDFD_MASK, 232    /* CLONE_NEW* flags to join through it */
         .equ CGROUP_FD, 240     /* the target's cgroup.procs, open for writing; -1 for none */
+        .equ PRE_OPS, 248       /* ops before the pid-namespace clone: {count, pointer} */
+        .equ POST_OPS, 264      /* ops after it, in the process that execs */
+        /* the header ends at 280; ffi/_spawner.ts puts the data after 512 */
+/* An op is 6 words {kind, a, b, c, d, e}, run in order; they make new namespaces:
+ *   1 unshare(a)   2 write file: open(a) write(b, c bytes) close
+ *   3 mount(a, b, c, d, e)   4 sethostname(a, b bytes) */
 
 /* FLAGS bits */
         .equ F_FORK, 1          /* clone again after setns: enter the pid namespace */
@@ -90,6 +96,7 @@
         .equ S_CLOSEFROM, 11
         .equ S_EXEC, 12
         .equ S_CGROUP, 13
+        .equ S_OP, 14           /* DETAIL: op index, + 1000 for POST_OPS */
 
 /* system call numbers */
         .equ SYS_write, 1
@@ -110,6 +117,10 @@
         .equ SYS_dup3, 292
         .equ SYS_setns, 308
         .equ SYS_close_range, 436
+        .equ SYS_close, 3
+        .equ SYS_mount, 165
+        .equ SYS_sethostname, 170
+        .equ SYS_unshare, 272
         .equ SYS_prctl, 157
         .equ SYS_pidfd_send_signal, 424
         .equ PR_SET_DUMPABLE, 4
@@ -256,6 +267,13 @@ pass_done:
         jb      pass
 joined:
 
+        /* 2b. Make new namespaces, if asked (ns-tool unshare). */
+        lea     r13, [r12 + PRE_OPS]
+        xor     r14d, r14d
+        call    run_ops
+        test    rax, rax
+        jnz     fail
+
         /* 3. setns(pid) moves only our future children: clone once more. With
          * CLONE_PARENT the command becomes the caller's own child; this
          * process reports its pid and exits once the command has exec'd. */
@@ -281,8 +299,14 @@ fork_failed:
         mov     ebx, S_FORK
         jmp     fail
 
-        /* 4. Root, then working directory. */
+        /* 4. Root, then working directory (after the ops that must run in the
+         * process that execs, such as mounting /proc inside a new pid namespace). */
 root_dir:
+        lea     r13, [r12 + POST_OPS]
+        mov     r14d, 1000
+        call    run_ops
+        test    rax, rax
+        jnz     fail
         mov     r13, [r12 + FLAGS]
         test    r13, F_CHROOT
         jz      work_dir
@@ -504,6 +528,72 @@ fail:
         mov     eax, SYS_exit_group
         mov     edi, 127
         syscall
+
+/* run_ops: r13 = &{count, pointer}, r14 = index base for DETAIL. Returns
+ * rax = 0, or rax = -errno with ebx = S_OP and r14 = the failing op's index.
+ * It runs in the child, on the child's stack (call/ret use it). */
+run_ops:
+        mov     r15, [r13 + 8]
+        xor     ebx, ebx                        /* i */
+1:      cmp     rbx, [r13]
+        jae     9f
+        mov     rax, [r15]                      /* kind */
+        cmp     rax, 1
+        je      10f
+        cmp     rax, 2
+        je      20f
+        cmp     rax, 3
+        je      30f
+        cmp     rax, 4
+        je      40f
+        mov     rax, -22                        /* EINVAL: unknown op */
+        jmp     8f
+10:     mov     eax, SYS_unshare
+        mov     rdi, [r15 + 8]
+        syscall
+        jmp     7f
+20:     mov     eax, SYS_openat
+        mov     rdi, -100                       /* AT_FDCWD */
+        mov     rsi, [r15 + 8]
+        mov     edx, 0x80001                    /* O_WRONLY|O_CLOEXEC */
+        xor     r10d, r10d
+        syscall
+        test    rax, rax
+        js      8f
+        push    rax
+        mov     rdi, rax
+        mov     eax, SYS_write
+        mov     rsi, [r15 + 16]
+        mov     rdx, [r15 + 24]
+        syscall
+        pop     rdi
+        push    rax
+        mov     eax, SYS_close
+        syscall
+        pop     rax
+        jmp     7f
+30:     mov     eax, SYS_mount
+        mov     rdi, [r15 + 8]
+        mov     rsi, [r15 + 16]
+        mov     rdx, [r15 + 24]
+        mov     r10, [r15 + 32]
+        mov     r8, [r15 + 40]
+        syscall
+        jmp     7f
+40:     mov     eax, SYS_sethostname
+        mov     rdi, [r15 + 8]
+        mov     rsi, [r15 + 16]
+        syscall
+7:      test    rax, rax
+        js      8f
+        inc     rbx
+        add     r15, 48
+        jmp     1b
+8:      add     r14, rbx                        /* failing op */
+        mov     ebx, S_OP
+        ret
+9:      xor     eax, eax
+        ret
 
         .globl  ns_forward_signal
 ns_forward_signal:
