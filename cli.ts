@@ -11,10 +11,8 @@
  */
 import { helpText, parseCli, UsageError } from "./src/cli_args.ts";
 import type { CreateArgs, ExecArgs, ProcArgs } from "./src/cli_args.ts";
-import { type NewNamespaceOptions, spawnNewWith } from "./src/create.ts";
-import { DEMOS } from "./src/demos.ts";
+import type { NewNamespaceOptions } from "./src/create.ts";
 import { namespaceInfo, type NamespaceType } from "./src/namespaces.ts";
-import { listNamespaces } from "./src/inspect.ts";
 import { NamespaceError } from "./src/errors.ts";
 import {
   type NamespaceProcess,
@@ -174,7 +172,10 @@ function exec(args: ExecArgs): Promise<never> {
     }, internals), args.tty);
 }
 
-function create(args: CreateArgs): Promise<never> {
+// proc, unshare and the per-type commands load their modules when used: exec's start-up stays lean.
+async function create(args: CreateArgs): Promise<never> {
+  const { spawnNewWith } = await import("./src/create.ts");
+  const { DEMOS } = await import("./src/demos.ts");
   const demo = args.command === undefined && args.via !== "unshare" ? DEMOS[args.via] : undefined;
   const options: NewNamespaceOptions = {
     namespaces: args.namespaces,
@@ -204,7 +205,8 @@ function create(args: CreateArgs): Promise<never> {
   );
 }
 
-function proc(args: ProcArgs): never {
+async function proc(args: ProcArgs): Promise<never> {
+  const { listNamespaces } = await import("./src/inspect.ts");
   let records;
   try {
     records = listNamespaces(args.pid);
@@ -253,7 +255,7 @@ export async function main(argv: readonly string[]): Promise<never> {
     case "exec":
       return await exec(args);
     case "proc":
-      return proc(args);
+      return await proc(args);
     case "create":
       return await create(args);
   }
