@@ -160,6 +160,44 @@ export function runCli(
   return run(Deno.execPath(), ["run", "-A", "--quiet", CLI, ...args], options);
 }
 
+/**
+ * Starts `ns-tool ARGS...` with its stdout read as it comes: `until(pattern)`
+ * waits for the output so far to match, `kill(signal)` signals the CLI, and
+ * `finish()` reads the rest and waits for the exit.
+ */
+export function startCli(args: string[]) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", CLI, ...args],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let output = "";
+  return {
+    pid: child.pid,
+    get output() {
+      return output;
+    },
+    async until(pattern: RegExp): Promise<string> {
+      while (!pattern.test(output)) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`The CLI ended before printing ${pattern}: ${output}`);
+        output += value;
+      }
+      return output;
+    },
+    kill: (signal: Deno.Signal) => child.kill(signal),
+    async finish(): Promise<{ output: string; status: Deno.CommandStatus }> {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        output += value;
+      }
+      return { output, status: await child.status };
+    },
+  };
+}
+
 /** The shell words for running the CLI from `sh -c`. */
 export const CLI_SHELL = `'${Deno.execPath()}' run -A --quiet '${CLI}'`;
 

@@ -1,7 +1,6 @@
 // `ns-tool exec` against real namespaces, compared with util-linux nsenter.
 import assert from "node:assert/strict";
 import {
-  CLI,
   CLI_SHELL,
   nobodyCli,
   NSENTER_FLAG,
@@ -11,8 +10,8 @@ import {
   run,
   runCli,
   runNsenter,
+  startCli,
   startTarget,
-  waitFor,
 } from "./_helpers.ts";
 
 const ALL_BUT_USER_TIME = ["uts", "ipc", "net", "mnt", "pid", "cgroup"];
@@ -182,39 +181,11 @@ rootTest(
       const name = signal.slice(3);
       const script =
         `trap 'echo got ${name}; exit 7' ${name}; echo ready; while :; do sleep 0.05; done`;
-      const child = new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          "--quiet",
-          new URL("../cli.ts", import.meta.url).pathname,
-          "exec",
-          "-p",
-          String(target.pid),
-          "--",
-          "sh",
-          "-c",
-          script,
-        ],
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-      const chunks: string[] = [];
-      const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-      await waitFor("ready", async () => {
-        const { value } = await reader.read();
-        chunks.push(value ?? "");
-        return chunks.join("").includes("ready") || undefined;
-      });
-      child.kill(signal);
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        chunks.push(value);
-      }
-      const status = await child.status;
-      await child.stderr.cancel();
-      assert.match(chunks.join(""), new RegExp(`got ${name}`), signal);
+      const cli = startCli(["exec", "-p", String(target.pid), "--", "sh", "-c", script]);
+      await cli.until(/ready/);
+      cli.kill(signal);
+      const { output, status } = await cli.finish();
+      assert.match(output, new RegExp(`got ${name}`), signal);
       assert.equal(status.code, 7, signal);
     }
   },
@@ -223,34 +194,11 @@ rootTest(
 rootTest("a forwarded SIGTERM never orphans a command that outlives it", async () => {
   await using target = await startTarget(CONTAINER, (pid) => hostnameIs(pid, "test-container"));
   const script = "trap '' TERM; echo $$; sleep 0.5; echo done";
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--quiet",
-      new URL("../cli.ts", import.meta.url).pathname,
-      "exec",
-      "-p",
-      String(target.pid),
-      "--",
-      "sh",
-      "-c",
-      script,
-    ],
-    stdout: "piped",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  const first = await reader.read();
-  const commandPid = Number(first.value?.trim().split("\n")[0]);
-  child.kill("SIGTERM");
-  let rest = first.value ?? "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    rest += value;
-  }
-  const status = await child.status;
-  assert.match(rest, /done/);
+  const cli = startCli(["exec", "-p", String(target.pid), "--", "sh", "-c", script]);
+  const commandPid = Number((await cli.until(/^\d+\n/)).split("\n")[0]);
+  cli.kill("SIGTERM");
+  const { output, status } = await cli.finish();
+  assert.match(output, /done/);
   assert.equal(status.code, 0);
   // ns-tool waited for it: the command is gone, not left running without a parent.
   assert.equal(nsLink(commandPid, "uts"), undefined);
@@ -496,22 +444,13 @@ rootTest("SIGUSR1 reaches the command and opens no inspector in ns-tool", async 
   await using target = await startTarget(CONTAINER, (pid) => hostnameIs(pid, "test-container"));
   assert.equal(inspectorListening(), false, "something already listens on 9229");
   const script = "trap 'echo got USR1; exit 5' USR1; echo ready; while :; do sleep 0.05; done";
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", CLI, "exec", "-p", String(target.pid), "--", "sh", "-c", script],
-    stdout: "piped",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = (await reader.read()).value ?? "";
+  const cli = startCli(["exec", "-p", String(target.pid), "--", "sh", "-c", script]);
+  await cli.until(/ready/);
   // Past Deno's 500 ms grace period, after which plain Deno starts its inspector on SIGUSR1.
   await new Promise((resolve) => setTimeout(resolve, 1000));
-  child.kill("SIGUSR1");
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    out += value;
-  }
-  const status = await child.status;
-  assert.match(out, /got USR1/);
+  cli.kill("SIGUSR1");
+  const { output, status } = await cli.finish();
+  assert.match(output, /got USR1/);
   assert.equal(status.code, 5);
   assert.equal(inspectorListening(), false);
 });
