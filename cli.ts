@@ -101,6 +101,8 @@ async function supervise(
   // off them: above all its SIGUSR1 handler, which would open an
   // unauthenticated inspector on 127.0.0.1:9229 in this (root) process.
   const forwarder = signalForwarder();
+  // With a pty of its own the command is in another session: it gets no terminal signal itself.
+  forwarder.passAll(tty);
   const noop = () => {};
   for (const signal of FORWARDED) {
     Deno.addSignalListener(signal, noop);
@@ -122,6 +124,8 @@ async function supervise(
   try {
     child = start({ keepDescriptors: true, ...(tty ? {} : { onStop }) });
   } catch (error) {
+    // Options that do not fit together: a usage error.
+    if (error instanceof TypeError || error instanceof RangeError) fail(error.message, 2);
     if (!(error instanceof NamespaceError)) throw error;
     const code = error.syscall !== "execve" ? 1 : error.code === "ENOENT" ? 127 : 126;
     fail(error.message, code);
@@ -192,14 +196,7 @@ async function create(args: CreateArgs): Promise<never> {
     console.log(`A new ${args.via} namespace: ${namespaceInfo(args.via as NamespaceType).label}`);
   }
   return supervise(
-    (internals) => {
-      try {
-        return spawnNewWith(options, internals);
-      } catch (error) {
-        if (error instanceof TypeError) fail(error.message, 2);
-        throw error;
-      }
-    },
+    (internals) => spawnNewWith(options, internals),
     false,
     demo ? () => console.log(`outside: ${demo.outside()}`) : undefined,
   );

@@ -174,6 +174,8 @@ interface Loaded {
   target: Int32Array;
   /** The handler's data page: bits of signals that came with no pidfd set. */
   pending: BigInt64Array;
+  /** The handler's data page: nonzero to pass on kernel-sent signals too. */
+  all: Int32Array;
   block?: { address: Deno.PointerObject; size: number } | undefined;
 }
 
@@ -199,6 +201,7 @@ function load(): Loaded {
   new Uint8Array(pages, 0, PAGE).set(bytes);
   const target = new Int32Array(pages, PAGE, 1);
   const pending = new BigInt64Array(pages, PAGE + 8, 1);
+  const all = new Int32Array(pages, PAGE + 16, 1);
   target[0] = -1;
   // W^X: the code page becomes executable only; the data page stays writable.
   if (protect(address, PAGE, PROT_READ | PROT_EXEC) < 0) {
@@ -216,6 +219,7 @@ function load(): Loaded {
     forwardSignal: at(code.entries.ns_forward_signal),
     target,
     pending,
+    all,
   };
   return loaded;
 }
@@ -226,6 +230,12 @@ export interface SignalForwarder {
   handler: Deno.PointerObject;
   /** Sets the pidfd signals go to (-1: none). */
   target(pidfd: number): void;
+  /**
+   * Whether to pass on kernel-sent signals too (a terminal's Ctrl-C, a
+   * hangup). Off by default: a command in the caller's terminal gets those
+   * itself. On for a command with a pty of its own.
+   */
+  passAll(on: boolean): void;
   /** Takes the signals that came while no pidfd was set (and clears them). */
   takePending(): number[];
 }
@@ -236,6 +246,7 @@ export function signalForwarder(): SignalForwarder {
   return {
     handler: state.forwardSignal,
     target: (pidfd) => void Atomics.store(state.target, 0, pidfd),
+    passAll: (on) => void Atomics.store(state.all, 0, on ? 1 : 0),
     takePending: () => {
       const bits = Atomics.exchange(state.pending, 0, 0n);
       const signals = [];

@@ -223,16 +223,17 @@ export function raiseDefault(signal: number): void {
 }
 
 const SA_RESTART = 0x10000000;
+const SA_SIGINFO = 4;
 /** glibc's struct sigaction on x86_64 and aarch64: handler, 128-byte mask, int flags, restorer. */
 const SIGACTION_SIZE = 152;
 const SIGACTION_FLAGS = 136;
 
-/** sigaction(2): run `handler` (a native function) on `signal`, with SA_RESTART and no extra mask. */
+/** sigaction(2): run `handler(sig, info, context)` (a native function) on `signal`, with SA_SIGINFO and SA_RESTART. */
 export function setHandler(signal: number, handler: Deno.PointerObject): number {
   const act = new Uint8Array(SIGACTION_SIZE);
   const view = new DataView(act.buffer);
   view.setBigUint64(0, Deno.UnsafePointer.value(handler), true);
-  view.setInt32(SIGACTION_FLAGS, SA_RESTART, true);
+  view.setInt32(SIGACTION_FLAGS, SA_RESTART | SA_SIGINFO, true);
   return result(libc().sigaction(signal, act, null));
 }
 

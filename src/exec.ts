@@ -166,6 +166,7 @@ export function decodeWaitStatus(status: number): NamespaceStatus {
 
 const ENOENT = 2;
 const ESRCH = 3;
+const ENOSYS = 38;
 const EACCES = 13;
 const EPERM = 1;
 const EINVAL = 22;
@@ -276,6 +277,10 @@ function failure(result: Extract<SpawnResult, { ok: false }>, ctx: {
   joined: NamespaceType[];
   ops: SpawnOp[];
   preOps: number;
+  nsPaths: Partial<Record<NamespaceType, string>>;
+  cwdInside: string | undefined;
+  uid: number | undefined;
+  gid: number | undefined;
 }): NamespaceError {
   const { errno } = result;
   switch (result.stage) {
@@ -301,9 +306,13 @@ function failure(result: Extract<SpawnResult, { ok: false }>, ctx: {
     }
     case "setns": {
       const nsType = ctx.joined[result.detail]!;
+      const path = ctx.nsPaths[nsType];
       return new NamespaceError(errno, {
         syscall: "setns",
-        action: `Failed to join ${nsType} namespace of process ${ctx.pid}`,
+        action: path
+          ? `Failed to join ${nsType} namespace ${path}`
+          : `Failed to join ${nsType} namespace of process ${ctx.pid}`,
+        ...(path ? { path } : {}),
         nsType,
         pid: ctx.pid,
         ...(privilegeHint(errno) ? { hint: privilegeHint(errno)! } : {}),
@@ -320,6 +329,29 @@ function failure(result: Extract<SpawnResult, { ok: false }>, ctx: {
       return new NamespaceError(errno, {
         syscall: "clone",
         action: `Failed to start a process in the namespaces of process ${ctx.pid}`,
+        pid: ctx.pid,
+      });
+    case "cwd":
+      return new NamespaceError(errno, {
+        syscall: "chdir",
+        action: ctx.cwdInside !== undefined
+          ? `Failed to change to directory ${ctx.cwdInside} inside`
+          : "Failed to change the working directory",
+        ...(ctx.cwdInside !== undefined ? { path: ctx.cwdInside } : {}),
+      });
+    case "setuid":
+    case "setgid": {
+      const id = result.stage === "setuid" ? `uid ${ctx.uid}` : `gid ${ctx.gid}`;
+      return new NamespaceError(errno, {
+        syscall: result.stage === "setuid" ? "setresuid" : "setresgid",
+        action: `Failed to set ${id}`,
+        ...(errno === EINVAL ? { hint: `${id} is not mapped in the user namespace` } : {}),
+      });
+    }
+    case "cgroup":
+      return new NamespaceError(errno, {
+        syscall: "write",
+        action: `Failed to join the cgroup of process ${ctx.pid}`,
         pid: ctx.pid,
       });
     default:
@@ -410,19 +442,33 @@ function allTypes(pid: number): NamespaceType[] {
 
 /** The cgroup.procs file of the target's cgroup v2 group, open for writing. */
 function openCgroup(pid: number, held: Descriptors): number {
-  const line = readFor(`/proc/${pid}/cgroup`, pid).split("\n").find((l) => l.startsWith("0::"));
-  // mountinfo fields: ... mount-point ... - fstype source options
-  const mount = readFor("/proc/self/mountinfo", pid).split("\n").map((l) => l.split(" "))
-    .find((f) => f[f.indexOf("-") + 1] === "cgroup2")?.[4];
-  if (!line || !mount) {
+  const group = readFor(`/proc/${pid}/cgroup`, pid).split("\n").find((l) => l.startsWith("0::"))
+    ?.slice(3);
+  // mountinfo: id parent major:minor root mount-point options ... - fstype source super-options;
+  // octal escapes (\040) in paths. The group path is relative to our cgroup namespace's root;
+  // a cgroup2 mount shows the part of the tree below its root.
+  const unescape = (text: string) =>
+    text.replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)));
+  const mounts = readFor("/proc/self/mountinfo", pid).split("\n").map((l) => l.split(" "))
+    .filter((f) => f[f.indexOf("-") + 1] === "cgroup2")
+    .map((f) => ({ root: unescape(f[3]!), point: unescape(f[4]!) }));
+  const within = (root: string) =>
+    group !== undefined && (root === "/" || group === root || group.startsWith(`${root}/`));
+  const mount = mounts.find((m) => within(m.root));
+  if (group === undefined || !mount || group.split("/").includes("..")) {
     throw new NamespaceError(ENOENT, {
       syscall: "open",
       action: `Failed to join the cgroup of process ${pid}`,
       pid,
-      hint: "no cgroup v2 hierarchy is mounted here, or the process is in none",
+      hint: group === undefined
+        ? "the process is in no cgroup v2 group"
+        : mounts.length === 0
+        ? "no cgroup v2 hierarchy is mounted here"
+        : `its group ${group} is outside every cgroup v2 mount here`,
     });
   }
-  const path = `${mount}${line.slice(3) === "/" ? "" : line.slice(3)}/cgroup.procs`;
+  const rest = mount.root === "/" ? group : group.slice(mount.root.length);
+  const path = `${mount.point}${rest === "/" ? "" : rest}/cgroup.procs`;
   return openFor(path, O_WRONLY, "cgroup", held, { pid });
 }
 
@@ -461,6 +507,18 @@ function start(
   // A pidfd first: every file read by pid below is checked against this very process.
   const pidfd = pid === undefined ? -1 : pidfdOpen(pid);
   if (pidfd >= 0) held.add(pidfd);
+  else if (pid !== undefined && pidfd !== -ESRCH && pidfd !== -ENOSYS) {
+    // Without it nothing guards against a reused pid: refuse rather than go on unguarded.
+    // (ESRCH: no such process, reported below on its namespace file; ENOSYS: kernel before 5.3.)
+    throw new NamespaceError(-pidfd, {
+      syscall: "pidfd_open",
+      action: `Failed to open a pidfd for process ${pid}`,
+      pid,
+      ...(-pidfd === ENOENT || -pidfd === EINVAL
+        ? { hint: "is it a thread id? give the id of its process" }
+        : {}),
+    });
+  }
 
   const byPath = Object.keys(nsPaths) as NamespaceType[];
   const fromTarget: NamespaceType[] = pid === undefined
@@ -472,13 +530,21 @@ function start(
     : [...DEFAULT_NAMESPACES];
   const types = create ? [] : normalizeNamespaces([...fromTarget, ...byPath]);
 
+  if (options.targetEnv && !types.includes("mnt")) {
+    // Its PATH, LD_PRELOAD and the like would pick programs and libraries outside its mount namespace.
+    throw new TypeError(
+      "targetEnv needs mnt joined: outside the target's mount namespace its environment would choose which programs run",
+    );
+  }
   // Open everything first: all or nothing.
   const fds = new Map<NamespaceType, number>();
   for (const nsType of types) {
-    const path = nsPaths[nsType] ?? `/proc/${pid}/ns/${nsType}`;
+    const fromPath = nsPaths[nsType];
+    const path = fromPath ?? `/proc/${pid}/ns/${nsType}`;
+    // The hints about the target (exited, kernel lacks the type) only for its own files.
     fds.set(
       nsType,
-      openFor(path, O_RDONLY, "namespace", held, { nsType, ...(pid !== undefined ? { pid } : {}) }),
+      openFor(path, O_RDONLY, "namespace", held, fromPath ? {} : { nsType, pid: pid! }),
     );
   }
   if (fds.has("user")) {
@@ -641,6 +707,10 @@ function start(
       joined,
       ops: [...create?.preOps ?? [], ...create?.postOps ?? []],
       preOps: create?.preOps.length ?? 0,
+      nsPaths,
+      cwdInside: options.cwdInside,
+      uid,
+      gid,
     });
   }
   // The parent keeps only its ends of the pipes; everything else closes here.

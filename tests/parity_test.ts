@@ -411,3 +411,67 @@ rootTest("bad input to the new options is a one-line usage error and runs nothin
   ]);
   assert.equal(closed.stdout, "0\n");
 });
+
+rootTest(
+  "joining a user namespace drops the caller's supplementary groups, as nsenter",
+  async () => {
+    // nobody's rootless container: setgroups is "deny" inside, so the groups must go before joining.
+    await using target = await startTarget([
+      "setpriv",
+      "--reuid=65534",
+      "--regid=65534",
+      "--clear-groups",
+      "unshare",
+      "--user",
+      "--map-root-user",
+      "--uts",
+      "--fork",
+      "sleep",
+      "60",
+    ]);
+    const withGroups = (cmd: string) =>
+      `setpriv --groups=4,27 ${cmd} grep ^Groups: /proc/self/status`;
+    const ours = await run("sh", [
+      "-c",
+      withGroups(`${CLI_SHELL} exec -p ${target.pid} -n user,uts --`),
+    ]);
+    const theirs = await run("sh", ["-c", withGroups(`nsenter -t ${target.pid} -U -u`)]);
+    assert.equal(ours.stderr, "");
+    assert.equal(ours.stdout, theirs.stdout);
+    assert.match(ours.stdout, /^Groups:\s*$/m);
+  },
+);
+
+rootTest(
+  "--target-env without mnt is refused: the target's PATH would pick a host program",
+  async () => {
+    await using target = await startTarget(TARGET, ready);
+    const out = await runCli([
+      "exec",
+      "-p",
+      String(target.pid),
+      "-n",
+      "uts",
+      "--target-env",
+      "--",
+      "hostname",
+    ]);
+    assert.equal(out.code, 2);
+    assert.match(out.stderr, /^ns-tool: targetEnv needs mnt joined: [^\n]+\n$/);
+    assert.equal(out.stdout, "");
+  },
+);
+
+rootTest("a thread id is refused rather than joined without the pidfd guard", async () => {
+  const thread = [...Deno.readDirSync("/proc/self/task")].map((t) => Number(t.name)).find((t) =>
+    t !== Deno.pid
+  );
+  assert.ok(thread, "no second thread");
+  const out = await runCli(["exec", "-p", String(thread), "-n", "uts", "--", "echo", "ran"]);
+  assert.equal(out.stdout, "");
+  assert.equal(out.code, 1);
+  assert.match(
+    out.stderr,
+    new RegExp(`^ns-tool: Failed to open a pidfd for process ${thread}: E\\w+: .*thread id`),
+  );
+});

@@ -144,3 +144,19 @@ rootTest(
     await writer.close().catch(() => {});
   },
 );
+
+ttyTest("one Ctrl-C reaches a command in the caller's terminal once, as with nsenter", async () => {
+  await using target = await startTarget(TARGET);
+  const counter =
+    `/usr/bin/python3 -c 'import signal, time; n = [0]; signal.signal(signal.SIGINT, lambda *a: n.__setitem__(0, n[0] + 1)); print("ready", flush=True); time.sleep(1.5); print("count", n[0])'`;
+  for (
+    const tool of [`${CLI_SHELL} exec -p ${target.pid} -n uts --`, `nsenter -t ${target.pid} -u`]
+  ) {
+    await using term = await terminal();
+    await term.type(`${tool} ${counter}`, "Enter");
+    await term.until("ready", /^ready$/m);
+    await term.type("C-c");
+    await term.until("the count", /count \d+$/m); // after the terminal's echo of ^C
+    assert.match(await term.screen(), /(\^C)?count 1$/m, tool);
+  }
+});

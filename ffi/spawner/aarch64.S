@@ -168,6 +168,14 @@ reset_signal:
         cmp     x20, #64
         b.ls    reset_signal
 
+        /* 1a. drop groups before any setns too (see x86_64.S) */
+        ldr     x9, [x19, #FLAGS]
+        tbz     x9, #B_SETGROUPS, 1f
+        mov     x8, #SYS_setgroups
+        mov     x0, #0
+        mov     x1, #0
+        svc     #0
+1:
         /* 1b. into the target's cgroup, before any setns */
         ldr     x0, [x19, #CGROUP_FD]
         tbnz    x0, #63, 2f
@@ -514,9 +522,15 @@ run_ops:
 
         .globl  ns_forward_signal
 ns_forward_signal:
-        mov     x1, x0                          /* the signal */
+        /* SA_SIGINFO: x1 = siginfo; skip kernel-sent signals unless told all */
         adr     x9, image_start
         add     x9, x9, #DATA_PAGE
+        ldr     w10, [x1, #8]                   /* si_code */
+        cmp     w10, #0
+        b.le    2f
+        ldr     w10, [x9, #16]
+        cbz     w10, 3f
+2:      mov     x1, x0                          /* the signal */
         ldrsw   x0, [x9]                        /* the command's pidfd */
         tbnz    x0, #63, 1f
         mov     x2, #0
@@ -528,8 +542,8 @@ ns_forward_signal:
 1:      add     x10, x9, #8
         mov     x11, #1
         lsl     x11, x11, x1
-2:      ldaxr   x12, [x10]
+4:      ldaxr   x12, [x10]
         orr     x12, x12, x11
         stlxr   w13, x12, [x10]
-        cbnz    w13, 2b
-        ret
+        cbnz    w13, 4b
+3:      ret

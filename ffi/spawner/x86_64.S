@@ -200,6 +200,17 @@ reset_signal:
         cmp     ebx, 64
         jbe     reset_signal
 
+        /* 1a. Groups go first, before any setns, as nsenter does: inside a
+         * user namespace whose setgroups is "deny" the call after joining
+         * (step 6) fails, and the command would keep the caller's groups.
+         * Failure here is expected for an unprivileged caller (its own groups). */
+        test    qword ptr [r12 + FLAGS], F_SETGROUPS
+        jz      1f
+        mov     eax, SYS_setgroups
+        xor     edi, edi
+        xor     esi, esi
+        syscall
+1:
         /* 1b. Into the target's cgroup: write "0" (this process) to its
          * cgroup.procs, opened by the caller. Before any setns: the kernel
          * checks the move against the writer's cgroup namespace. */
@@ -597,7 +608,15 @@ run_ops:
 
         .globl  ns_forward_signal
 ns_forward_signal:
-        mov     esi, edi                        /* the signal */
+        /* Installed with SA_SIGINFO: rsi = siginfo. si_code > 0 means the kernel
+         * sent it (a terminal's Ctrl-C, a hangup): the command, in the same
+         * terminal's foreground group, got its own already. Pass on only what
+         * a process sent, unless the word at DATA_PAGE + 16 says all (-t). */
+        cmp     dword ptr [rsi + 8], 0          /* si_code */
+        jle     2f
+        cmp     dword ptr [rip + image_start + DATA_PAGE + 16], 0
+        je      3f
+2:      mov     esi, edi                        /* the signal */
         mov     edi, dword ptr [rip + image_start + DATA_PAGE]  /* the command's pidfd */
         test    edi, edi
         js      1f
@@ -612,4 +631,4 @@ ns_forward_signal:
         mov     eax, 1
         shl     rax, cl
         lock or qword ptr [rip + image_start + DATA_PAGE + 8], rax
-        ret
+3:      ret
