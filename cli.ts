@@ -56,6 +56,15 @@ function fail(message: string, code: number): never {
  * the session, the window size at start and on every SIGWINCH. `restore()`
  * puts the terminal back; call it on every way out.
  */
+/** This process's terminal size (from stdout), or 80 x 24. */
+function terminalSize(): { columns: number; rows: number } {
+  try {
+    return Deno.consoleSize();
+  } catch {
+    return { columns: 80, rows: 24 };
+  }
+}
+
 function relayTerminal(child: NamespaceProcess): { done: Promise<void>; restore(): void } {
   Deno.stdin.setRaw(true);
   const size = () => {
@@ -140,7 +149,14 @@ async function supervise(
   const poll = setInterval(passOn, 10);
   const relayed = tty ? relayTerminal(child) : undefined;
   const status = await child.status;
-  await relayed?.done;
+  // Drain what the command wrote last; a background process that still holds the pty does not
+  // keep ns-tool waiting (as script(1) and sshd end with the command).
+  if (relayed) {
+    await Promise.race([
+      relayed.done,
+      new Promise((resolve) => setTimeout(resolve, 200)),
+    ]);
+  }
   relayed?.restore();
   clearInterval(poll);
   forwarder.target(-1);
@@ -173,6 +189,7 @@ function exec(args: ExecArgs): Promise<never> {
       joinCgroup: args.joinCgroup,
       fork: args.fork,
       tty: args.tty,
+      ...(args.tty ? { ttySize: terminalSize() } : {}),
     }, internals), args.tty);
 }
 

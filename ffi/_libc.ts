@@ -58,6 +58,16 @@ const SYMBOLS = {
   ioctl_int: { name: "ioctl", parameters: ["i32", "u64", "u64"], result: "i32" },
   // int kill(pid_t pid, int sig)
   kill: { parameters: ["i32", "i32"], result: "i32" },
+  // long syscall(long number, ...): openat2(dirfd, path, struct open_how *, size) has no glibc wrapper
+  syscall_openat2: {
+    name: "syscall",
+    parameters: ["i64", "i64", "buffer", "buffer", "i64"],
+    result: "i64",
+  },
+  // int statx(int dirfd, const char *path, int flags, unsigned mask, struct statx *buf)
+  statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32" },
+  // int umount2(const char *target, int flags)
+  umount2: { parameters: ["buffer", "i32"], result: "i32" },
   // long syscall(long number, ...): pidfd_open and pidfd_send_signal, which glibc wraps only since 2.36
   syscall3: { name: "syscall", parameters: ["i64", "i64", "i64", "i64"], result: "i64" },
   syscall5: { name: "syscall", parameters: ["i64", "i64", "i64", "i64", "i64"], result: "i64" },

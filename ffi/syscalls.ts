@@ -91,16 +91,70 @@ const TIOCSWINSZ = 0x5414;
 const TIOCSPTLCK = 0x40045431;
 const TIOCGPTPEER = 0x5441;
 
+const SYS_OPENAT2 = 437; // the same number on x86_64 and aarch64
+const RESOLVE_NO_MAGICLINKS = 0x02;
+const RESOLVE_IN_ROOT = 0x10;
+const AT_EMPTY_PATH = 0x1000;
+const STATX_TYPE = 1;
+const O_NONBLOCK = 0o4000;
+const F_GETFL = 3;
+const F_SETFL = 4;
+
 /**
- * A pseudo-terminal from the pty multiplexer at `ptmx` (the target's own
- * devpts when given /proc/PID/root/dev/pts/ptmx): `[master, slave]`, both
- * close-on-exec, the slave opened with TIOCGPTPEER (no path lookup); or a
- * negative errno.
+ * openat2(2) with RESOLVE_IN_ROOT: `path` resolved as if `rootFd` were "/",
+ * so no symlink or ".." leads out of it, and no /proc magic link is followed.
  */
-export function openPty(ptmx: string): [number, number] | number {
-  const master = open(ptmx, O_RDWR | O_NOCTTY);
+export function openInRoot(rootFd: number, path: string, flags: number): number {
+  // struct open_how { u64 flags; u64 mode; u64 resolve; }
+  const how = new BigUint64Array([
+    BigInt(flags | O_CLOEXEC),
+    0n,
+    BigInt(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS),
+  ]);
+  return bigResult(
+    libc().syscall_openat2(
+      BigInt(SYS_OPENAT2),
+      BigInt(rootFd),
+      cString(path),
+      new Uint8Array(how.buffer),
+      24n,
+    ),
+  );
+}
+
+/** The file type bits and device number of an open descriptor (statx(2)); or a negative errno. */
+export function fileType(fd: number): { mode: number; major: number; minor: number } | number {
+  const buf = new Uint8Array(256); // struct statx
+  const rc = result(libc().statx(fd, new Uint8Array(1), AT_EMPTY_PATH, STATX_TYPE, buf));
+  if (rc < 0) return rc;
+  const view = new DataView(buf.buffer);
+  // stx_mode at 28 (u16), stx_rdev_major at 128, stx_rdev_minor at 132 (u32)
+  return {
+    mode: view.getUint16(28, true),
+    major: view.getUint32(128, true),
+    minor: view.getUint32(132, true),
+  };
+}
+
+/**
+ * A pseudo-terminal from a pty multiplexer: `[master, slave]`, both
+ * close-on-exec, the slave opened with TIOCGPTPEER (no path lookup); or a
+ * negative errno. `ptmx` is an O_PATH descriptor of the multiplexer: it must
+ * be the ptmx character device (5:2), and it is reopened without blocking, so
+ * a file or a FIFO put there by a container is never opened for real.
+ */
+export function openPty(ptmx: number): [number, number] | number {
+  const type = fileType(ptmx);
+  if (typeof type === "number") return type;
+  if ((type.mode & 0o170000) !== 0o020000 || type.major !== 5 || type.minor !== 2) return -19; // ENODEV
+  const master = open(`/proc/self/fd/${ptmx}`, O_RDWR | O_NOCTTY | O_NONBLOCK);
   if (master < 0) return master;
-  const unlock = result(libc().ioctl_ptr(master, BigInt(TIOCSPTLCK), new Int32Array([0])));
+  // Reads of the master block on a pool thread: clear O_NONBLOCK again.
+  const flags = result(libc().fcntl(master, F_GETFL, 0));
+  const unblocked = flags < 0 ? flags : result(libc().fcntl(master, F_SETFL, flags & ~O_NONBLOCK));
+  const unlock = unblocked < 0
+    ? unblocked
+    : result(libc().ioctl_ptr(master, BigInt(TIOCSPTLCK), new Int32Array([0])));
   const slave = unlock < 0
     ? unlock
     : result(libc().ioctl_int(master, BigInt(TIOCGPTPEER), BigInt(O_RDWR | O_NOCTTY | O_CLOEXEC)));
@@ -109,6 +163,11 @@ export function openPty(ptmx: string): [number, number] | number {
     return slave;
   }
   return [master, slave];
+}
+
+/** umount2(2) with MNT_DETACH. */
+export function unmountLazily(path: string): number {
+  return result(libc().umount2(cString(path), 2 /* MNT_DETACH */));
 }
 
 /** ioctl(TIOCSWINSZ): the terminal's size in rows and columns. */

@@ -230,7 +230,9 @@ function parseCreate(via: NamespaceType | "unshare", args: readonly string[]): C
     if (at <= 0 || at === item.length - 1) {
       throw new UsageError(`Invalid --persist '${item}': use TYPE=PATH`);
     }
-    persist[parseNamespaceList(item.slice(0, at))[0]!] = item.slice(at + 1);
+    const [type] = parseNamespaceList(item.slice(0, at));
+    if (persist[type!] !== undefined) throw new UsageError(`--persist ${type} given twice`);
+    persist[type!] = item.slice(at + 1);
   }
   const boottime = parseSeconds("boottime", text("boottime"));
   const monotonic = parseSeconds("monotonic", text("monotonic"));

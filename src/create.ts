@@ -12,7 +12,7 @@ import {
 } from "./exec.ts";
 import { NAMESPACE_TABLE, type NamespaceType, normalizeNamespaces } from "./namespaces.ts";
 import type { SpawnOp } from "../ffi/_spawner.ts";
-import { getegid, geteuid } from "../ffi/syscalls.ts";
+import { getegid, geteuid, unmountLazily } from "../ffi/syscalls.ts";
 
 /** Options of {@linkcode spawnInNewNamespaces} and {@linkcode execInNewNamespaces}. */
 export interface NewNamespaceOptions
@@ -41,9 +41,14 @@ const MS_NOSUID = 2;
 const MS_NODEV = 4;
 const MS_NOEXEC = 8;
 
-/** The file that names a namespace just made by unshare: for pid and time, the one for children. */
-function ownFile(type: NamespaceType): string {
-  return `/proc/self/ns/${type === "pid" || type === "time" ? `${type}_for_children` : type}`;
+/**
+ * The file that names a new namespace, seen from the process that execs (the
+ * post-clone ops run there): with a pid namespace that process is its pid 1
+ * and in every new namespace itself; without one, unshare(2) moved only its
+ * future children into a new time namespace.
+ */
+function ownFile(type: NamespaceType, forked: boolean): string {
+  return `/proc/self/ns/${type === "time" && !forked ? "time_for_children" : type}`;
 }
 
 /** The types to create, with what the options imply. */
@@ -58,6 +63,9 @@ function typesOf(options: NewNamespaceOptions): NamespaceType[] {
     }
   };
   need(options.hostname, "uts", "hostname");
+  if (options.hostname !== undefined && new TextEncoder().encode(options.hostname).length > 64) {
+    throw new TypeError("hostname: at most 64 bytes");
+  }
   need(options.boottime, "time", "boottime");
   need(options.monotonic, "time", "monotonic");
   for (const [type, path] of Object.entries(options.persist ?? {})) {
@@ -98,18 +106,20 @@ function opsOf(
     ];
     pre.push({ op: "write", path: "/proc/self/timens_offsets", data: offsets.join("\n") + "\n" });
   }
-  // Still in the caller's mount namespace: the bind mounts are visible outside.
+  // After the pid-namespace clone (a pid namespace exists only once it has its pid 1), and
+  // still in the caller's mount namespace, so that the bind mounts are visible outside.
+  const forked = types.includes("pid");
   for (const [type, path] of Object.entries(options.persist ?? {})) {
-    pre.push({
+    post.push({
       op: "mount",
-      source: ownFile(type as NamespaceType),
+      source: ownFile(type as NamespaceType, forked),
       target: path,
       fstype: null,
       flags: MS_BIND,
     });
   }
   if (types.includes("mnt")) {
-    pre.push(
+    post.push(
       { op: "unshare", flags: flag("mnt") },
       // As unshare(1): nothing mounted inside propagates out.
       { op: "mount", source: "none", target: "/", fstype: null, flags: MS_REC | MS_PRIVATE },
@@ -158,11 +168,30 @@ export function spawnNewWith(
   internals: SpawnInternals,
 ): NamespaceProcess {
   const types = typesOf(options);
+  const created: string[] = [];
   for (const path of Object.values(options.persist ?? {})) {
     // The bind mount needs a file to mount onto.
-    Deno.openSync(path, { create: true, write: true }).close();
+    try {
+      Deno.lstatSync(path);
+    } catch {
+      try {
+        Deno.openSync(path, { create: true, write: true }).close();
+      } catch (error) {
+        throw new TypeError(
+          `Cannot create ${path} to persist onto: ${
+            String((error as Error).message).split(" (os error")[0]
+          }`,
+        );
+      }
+      created.push(path);
+    }
   }
   const { pre, post } = opsOf(options, types);
+  const undo = () => {
+    // Nothing half-done: binds this call made go again, and so do the files it made for them.
+    for (const path of Object.values(options.persist ?? {})) unmountLazily(path);
+    for (const path of created) Deno.removeSync(path);
+  };
   const {
     namespaces: _,
     hostname: _h,
@@ -173,12 +202,17 @@ export function spawnNewWith(
     monotonic: _t,
     ...command
   } = options;
-  return spawnPlanned(command, {
-    preOps: pre,
-    postOps: post,
-    fork: types.includes("pid"),
-    shareMemory: !types.includes("time"),
-  }, internals);
+  try {
+    return spawnPlanned(command, {
+      preOps: pre,
+      postOps: post,
+      fork: types.includes("pid"),
+      shareMemory: !types.includes("time"),
+    }, internals);
+  } catch (error) {
+    undo();
+    throw error;
+  }
 }
 
 /**

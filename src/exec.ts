@@ -23,6 +23,7 @@ import {
   O_RDWR,
   O_WRONLY,
   open,
+  openInRoot,
   openPty,
   pidfdOpen,
   pidfdSendSignal,
@@ -103,6 +104,8 @@ export interface NamespaceCommandOptions {
    * `resize()` sets its window size. Overrides stdin, stdout and stderr.
    */
   tty?: boolean;
+  /** With `tty`: the window size the command starts with (default: 0 x 0 until `resize()`). */
+  ttySize?: { columns: number; rows: number };
   /**
    * With `pid` joined: start the command as a new process inside the pid
    * namespace (default). False: the command keeps this process's pid
@@ -166,6 +169,7 @@ export function decodeWaitStatus(status: number): NamespaceStatus {
 
 const ENOENT = 2;
 const ESRCH = 3;
+const ENODEV = 19;
 const ENOSYS = 38;
 const EACCES = 13;
 const EPERM = 1;
@@ -371,13 +375,6 @@ interface Started {
   tty: number | null;
 }
 
-/** The pty multiplexer to take the command's terminal from: the target's own with mnt joined. */
-function ptmxPaths(pid: number | undefined, joinsMount: boolean): string[] {
-  return pid !== undefined && joinsMount
-    ? [`/proc/${pid}/root/dev/pts/ptmx`, `/proc/${pid}/root/dev/ptmx`]
-    : ["/dev/ptmx"];
-}
-
 /** Whether a path exists (open and close again). */
 function exists(path: string): boolean {
   const fd = open(path, O_RDONLY);
@@ -581,21 +578,39 @@ function start(
 
   let tty: { master: number; slave: number } | undefined;
   if (options.tty) {
+    // The multiplexer of the target's own devpts, resolved inside its root (no symlink,
+    // ".." or magic link leads out), else ours.
+    const inTarget = pid !== undefined && fds.has("mnt");
+    const root = inTarget
+      ? openFor(`/proc/${pid}/root`, O_PATH | O_DIRECTORY, "root directory", held, { pid: pid! })
+      : -1;
     let pty: [number, number] | number = -ENOENT;
-    const paths = ptmxPaths(pid, fds.has("mnt"));
-    for (const path of paths) {
-      pty = openPty(path);
-      if (typeof pty !== "number" || pty !== -ENOENT) break;
+    let tried = "/dev/ptmx";
+    for (const path of inTarget ? ["dev/pts/ptmx", "dev/ptmx"] : ["/dev/ptmx"]) {
+      tried = inTarget ? `/proc/${pid}/root/${path}` : path;
+      const ptmx = inTarget ? openInRoot(root, path, O_PATH) : open(path, O_PATH);
+      if (ptmx < 0) {
+        pty = ptmx;
+        if (ptmx === -ENOENT) continue;
+        break;
+      }
+      pty = openPty(ptmx);
+      close(ptmx);
+      if (typeof pty !== "number" || pty !== -ENODEV) break;
     }
     if (typeof pty === "number") {
       throw new NamespaceError(-pty, {
         syscall: "open",
-        action: `Failed to open a pseudo-terminal at ${paths.at(-1)}`,
-        path: paths.at(-1)!,
+        action: `Failed to open a pseudo-terminal at ${tried}`,
+        path: tried,
         ...(pid !== undefined ? { pid } : {}),
+        ...(-pty === ENODEV
+          ? { hint: "it is not the pty multiplexer (character device 5:2)" }
+          : {}),
       });
     }
     tty = { master: held.add(pty[0]), slave: aboveStdio(held.add(pty[1]), held) };
+    if (options.ttySize) setWindowSize(tty.master, options.ttySize.columns, options.ttySize.rows);
   }
   internals.afterOpen?.();
   // Still the same process? Then everything above came from it, not from one that reused its pid.

@@ -7,7 +7,16 @@ import {
   NamespaceError,
   spawnInNewNamespaces,
 } from "../mod.ts";
-import { nobodyCli, nsLink, rootTest, run, runCli, runNsenter, startTarget } from "./_helpers.ts";
+import {
+  nobodyCli,
+  nsLink,
+  rootTest,
+  run,
+  runCli,
+  runNsenter,
+  startCli,
+  startTarget,
+} from "./_helpers.ts";
 
 const decoder = new TextDecoder();
 const TYPES = ["uts", "ipc", "net", "mnt", "pid", "cgroup", "user", "time"] as const;
@@ -300,3 +309,69 @@ rootTest("bad input to unshare is a one-line usage error and creates nothing", a
   assert.equal(mismatch.stderr, "ns-tool: hostname needs a new uts namespace\n");
   assert.equal(mismatch.code, 2);
 });
+
+rootTest(
+  "--persist pid binds the new pid namespace once it has its pid 1, as unshare --pid=FILE",
+  async () => {
+    const dir = await Deno.makeTempDir();
+    const file = `${dir}/pid`;
+    const cli = startCli([
+      "unshare",
+      "-n",
+      "pid",
+      "--persist",
+      `pid=${file}`,
+      "--",
+      "sh",
+      "-c",
+      "echo up; exec sleep 30",
+    ]);
+    try {
+      await cli.until(/up/);
+      const inside = await runNsenter([`--pid=${file}`, "sh", "-c", "echo $$"]);
+      assert.equal(inside.stderr, "");
+      assert.ok(Number(inside.stdout) > 1 && Number(inside.stdout) < 100, inside.stdout);
+      // ns-tool itself stays in our pid namespace.
+      assert.equal(nsLink(cli.pid, "pid"), nsLink("self", "pid"));
+    } finally {
+      // The namespace's pid 1 (ns-tool's child) ignores signals it has no handler for: SIGKILL it.
+      const children = Deno.readTextFileSync(`/proc/${cli.pid}/task/${cli.pid}/children`).trim();
+      for (const child of children.split(/\s+/).filter(Boolean)) {
+        Deno.kill(Number(child), "SIGKILL");
+      }
+      cli.kill("SIGKILL");
+      await cli.finish();
+      await run("umount", [file]);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+rootTest(
+  "a command that cannot run leaves no persisted namespace behind (nothing half-done)",
+  async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const out = await runCli([
+        "unshare",
+        "-n",
+        "net,uts",
+        "--persist",
+        `net=${dir}/net`,
+        "--persist",
+        `uts=${dir}/uts`,
+        "--",
+        "no-such-program",
+      ]);
+      assert.equal(out.code, 127);
+      assert.equal(
+        Deno.readTextFileSync("/proc/self/mountinfo").includes(dir),
+        false,
+        "a bind mount was left",
+      );
+      assert.deepEqual([...Deno.readDirSync(dir)], [], "a file made for a bind was left");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);

@@ -140,6 +140,31 @@ interface Outcome {
   joined: number[];
   stdout: string;
   stderr: string;
+  /** What the case's own checks in the harness found (a file's text, a pipe's). */
+  extra: string;
+}
+
+/** A case of ns_forward_signal: its data page afterwards and what it did. */
+interface ForwardOutcome {
+  name: string;
+  /** The pending word, in decimal (it does not fit a double). */
+  pending: string;
+  /** The pidfd word (1000: the pidfd of the case) and the pass-all word. */
+  target: number;
+  all: number;
+  /** A bit per callee-saved register (x19..x29, then sp) that changed across a call. */
+  clobbered: number;
+  got: string;
+}
+
+/** An outcome line of a ns_forward_signal case. */
+function forward(o: Outcome): ForwardOutcome {
+  return o as unknown as ForwardOutcome;
+}
+
+/** The pending word with these signals' bits. */
+function bits(...signals: number[]): string {
+  return signals.reduce((word, signal) => word | (1n << BigInt(signal)), 0n).toString();
 }
 
 /** What the harness's `child` mode prints, unless a case says otherwise. */
@@ -162,6 +187,14 @@ const EBADF = 9;
 const EACCES = 13;
 const EINVAL = 22;
 const ENOTTY = 25;
+const ENOSPC = 28;
+const SIGUSR1 = 10;
+const SIGUSR2 = 12;
+const SIGCHLD = 17;
+/** Stages of ffi/spawner/*.S (Stage in ffi/_spawner.ts). */
+const S_FORK = 2;
+const S_CGROUP = 13;
+const S_OP = 14;
 const UTS_NAME = "ns-harness-uts";
 const CHILD_STDERR = "stderr from the child\n";
 
@@ -330,6 +363,184 @@ const CASES: [string, Check][] = [
       exit: -1,
     });
   }],
+  ["ops: unshare(CLONE_NEWUTS) before the clone, sethostname of b bytes after", (o, env) => {
+    // The name is "ns-op-hostEXTRA" with b = 10: the length comes from b.
+    assertSucceeded(env, o, 0, { argv: ["ops-uts", "child", "0"], nodename: "ns-op-host" });
+    assert.equal(o.extra, env.nodename, "the harness's own host name changed");
+  }],
+  ["ops: PRE_OPS run after the setns passes", (o) => {
+    // Before the passes, setns would have put the child back into the target's namespace.
+    assertCall(o);
+    assert.deepEqual({ status: o.status, exit: o.exit, stdout: o.stdout, joined: o.joined }, {
+      status: 0,
+      exit: 0,
+      stdout: "ns-op-pre\n",
+      joined: [0, 1],
+    });
+  }],
+  ["ops: a write op writes its bytes at the start of the file", (o) => {
+    assertCall(o);
+    assert.deepEqual({ status: o.status, exit: o.exit }, { status: 0, exit: 0 });
+    // O_WRONLY|O_CLOEXEC: no O_TRUNC, no O_APPEND, c = 5 bytes.
+    assert.equal(o.extra, "helloxxxxx");
+  }],
+  ["ops: a write op that cannot open its file reports stage 14 and the index", (o) => {
+    assertFailed(o, S_OP, ENOENT, 1);
+  }],
+  ["ops: a write op reports the errno of write", (o) => {
+    // /dev/full opens, and write fails: its error survives the close.
+    assertFailed(o, S_OP, ENOSPC, 0);
+  }],
+  ["ops: mount a tmpfs in a mount namespace of its own", (o) => {
+    assertCall(o);
+    assert.deepEqual({ status: o.status, exit: o.exit, stderr: o.stderr }, {
+      status: 0,
+      exit: 0,
+      stderr: "",
+    });
+    // source, target, fstype, flags (MS_NOSUID|MS_NODEV|MS_NOEXEC) and data ("mode=0713").
+    const [type, mode, options, superblock, ...rest] = o.stdout.split("\n");
+    assert.deepEqual({ type, mode, options, rest }, {
+      type: "tmpfs",
+      mode: "713",
+      options: "rw,nosuid,nodev,noexec,relatime",
+      rest: [""],
+    });
+    assert.match(superblock!, /^tmpfs ns-op-tmpfs rw(,[^ ]*)?,mode=713(,[^ ]*)?$/);
+    assert.equal(o.extra, "harness_mounted=no");
+  }],
+  ["ops: an unknown op kind reports stage 14, EINVAL and its index", (o) => {
+    assertFailed(o, S_OP, EINVAL, 2);
+  }],
+  ["ops: a failing POST op reports detail 1000 + its index", (o) => {
+    assertFailed(o, S_OP, ENOENT, 1001);
+  }],
+  ["ops: kind 0 as the first POST op reports detail 1000", (o) => {
+    assertFailed(o, S_OP, EINVAL, 1000);
+  }],
+  ["ops: POST_OPS run before the working directory changes", (o, env) => {
+    assertCall(o);
+    assert.deepEqual({ status: o.status, exit: o.exit, stdout: o.stdout, extra: o.extra }, {
+      status: 0,
+      exit: 0,
+      stdout: `${env.workdir}/root/sub\n`,
+      extra: "file=post below=no",
+    });
+  }],
+  ["ops: PRE_OPS run before the pid-namespace clone", (o) => {
+    // A failing PRE op wins over the clone that qemu-user refuses.
+    assertFailed(o, S_OP, EINVAL, 0);
+    assert.equal(o.grandchild, 0);
+  }],
+  ["ops: POST_OPS run after the pid-namespace clone", (o) => {
+    // The clone fails first (qemu-user refuses CLONE_PARENT): the bad POST op is never reached.
+    assertFailed(o, S_FORK, EINVAL, 0);
+  }],
+  ['cgroup: "0" is written to CGROUP_FD', (o) => {
+    assertCall(o);
+    assert.deepEqual({ status: o.status, exit: o.exit, extra: o.extra }, {
+      status: 0,
+      exit: 0,
+      extra: "0",
+    });
+  }],
+  ["cgroup: a bad descriptor reports stage 13", (o) => assertFailed(o, S_CGROUP, EBADF)],
+  ["cgroup: a refused write reports its errno", (o) => assertFailed(o, S_CGROUP, ENOSPC)],
+  ["cgroup: the move comes after setgroups and before setns and ops", (o) => {
+    // setgroups before any setns fails here (EPERM: setgroups is "deny") and is
+    // ignored; the bad cgroup fd then wins over a bad setns step and a bad op.
+    assertFailed(o, S_CGROUP, EBADF);
+    assert.deepEqual(o.joined, [0, 0]);
+  }],
+  ["pidfd: an invalid pidfd falls through to the passes", (o) => {
+    assertCall(o);
+    assert.deepEqual({ status: o.status, exit: o.exit, stdout: o.stdout, joined: o.joined }, {
+      status: 0,
+      exit: 0,
+      stdout: `${UTS_NAME}\n`,
+      joined: [0, 1],
+    });
+  }],
+  ["pidfd: a refused mask falls through to the passes", (o) => {
+    // setns(pidfd, 0) is EINVAL; the step then joins by its namespace file.
+    assertCall(o);
+    assert.deepEqual({ status: o.status, exit: o.exit, stdout: o.stdout, joined: o.joined }, {
+      status: 0,
+      exit: 0,
+      stdout: `${UTS_NAME}\n`,
+      joined: [1],
+    });
+  }],
+  ["pidfd: one setns through the pidfd, and no passes", (o) => {
+    // Step 1 has a bad fd: had the passes run, this would be stage 1.
+    assertCall(o);
+    assert.deepEqual({ status: o.status, exit: o.exit, stdout: o.stdout, joined: o.joined }, {
+      status: 0,
+      exit: 0,
+      stdout: `${UTS_NAME}\n`,
+      joined: [0, 0],
+    });
+  }],
+  ["nodump: the child is not dumpable before it joins anything", (o) => {
+    assertCall(o);
+    assert.deepEqual({ status: o.status, exit: o.exit }, { status: 0, exit: 0 });
+    // mm_access refuses a non-dumpable process to a caller without CAP_SYS_PTRACE.
+    assert.equal(o.extra, `environ_errno=${EACCES} fifo=100000`);
+  }],
+  ["nodump: without F_NODUMP the child stays dumpable", (o) => {
+    assertCall(o);
+    assert.deepEqual({ status: o.status, exit: o.exit }, { status: 0, exit: 0 });
+    assert.equal(o.extra, "environ_errno=0 fifo=100000");
+  }],
+  ["session: TIOCSCTTY comes after the stdio maps", (o) => {
+    // fd 0 is /dev/null until the maps make it a pty: only then can it be the terminal.
+    assertCall(o);
+    assert.deepEqual({ status: o.status, errno: o.errno, exit: o.exit, stderr: o.stderr }, {
+      status: 0,
+      errno: 0,
+      exit: 0,
+      stderr: "",
+    });
+    assert.match(o.extra, /^\/dev\/pts\/\d+$/);
+    assert.equal(o.stdout, `ctty=yes\n${o.extra}\n`);
+  }],
+  ["forward: with no pidfd, signals a process sent set their pending bits", (line) => {
+    // SI_USER, SI_QUEUE, SI_TKILL; signal 63 came with garbage in the upper half of x0.
+    const o = forward(line);
+    assert.deepEqual(o, {
+      ...o,
+      pending: bits(SIGUSR1, SIGUSR2, 40, 63),
+      target: -1,
+      all: 0,
+      clobbered: 0,
+    });
+  }],
+  ["forward: kernel-sent signals are dropped unless pass-all is set", (line) => {
+    // SI_KERNEL and CLD_EXITED-like codes (> 0) drop; with pass-all, SIGINT (2) passes.
+    const o = forward(line);
+    assert.deepEqual(o, { ...o, got: "dropped=0", pending: bits(2), all: 1, clobbered: 0 });
+  }],
+  ["forward: with a pidfd the signal goes to that process", (line) => {
+    // The process got SIGUSR1 and, with pass-all, SIGTERM, both as SI_USER from us;
+    // the kernel-sent SIGINT before pass-all never came; nothing went pending.
+    const o = forward(line);
+    assert.deepEqual(o, {
+      ...o,
+      got: "10:0:parent 15:0:parent none",
+      pending: "0",
+      target: 1000,
+      clobbered: 0,
+    });
+  }],
+  ["forward: installed with SA_SIGINFO, it takes real signals", (line) => {
+    // kill() passes; SIGCHLD (CLD_EXITED) is dropped, then passed with pass-all.
+    const o = forward(line);
+    assert.deepEqual(o, {
+      ...o,
+      got: `kill=${bits(SIGUSR1)} chld=${bits(SIGUSR1)} chld_all=${bits(SIGUSR1, SIGCHLD)}`,
+      pending: bits(SIGUSR1, SIGCHLD),
+    });
+  }],
 ];
 
 /** Whether the host itself runs aarch64 ELF files through binfmt_misc. */
@@ -343,7 +554,8 @@ function hostBinfmt(): boolean {
 
 /** Runs the harness, in a binfmt_misc sandbox if need be: its JSON lines, and why no sandbox. */
 async function runHarness(qemu: string, harness: string, bin: string, work: string) {
-  const direct = [qemu, harness, "run", bin, work];
+  const forward = String(SPAWNER_CODE.aarch64!.entries.ns_forward_signal);
+  const direct = [qemu, harness, "run", bin, forward, work];
   const unshare = which("unshare");
   const attempts = [direct];
   let why = hostBinfmt() ? "" : "unshare is not installed (util-linux)";

@@ -1,7 +1,7 @@
 // `exec -t`: a pseudo-terminal of the command's own, driven through real
 // terminal sessions in tmux (send-keys to type, capture-pane to read).
 import assert from "node:assert/strict";
-import { spawnInNamespace } from "../mod.ts";
+import { NamespaceError, spawnInNamespace } from "../mod.ts";
 import { CLI_SHELL, rootTest, run, runCli, startTarget, waitFor } from "./_helpers.ts";
 
 const HAS_TMUX = (await run("sh", ["-c", "command -v tmux"])).code === 0;
@@ -124,22 +124,31 @@ ttyTest("exec -t without a terminal on stdin fails as docker does", async () => 
 });
 
 rootTest(
-  "the library's tty option: a pty inside the target, resize(), the exit status",
+  "the library's tty option: a pty inside the target, its size from the start, resize(), the exit status",
   async () => {
     await using target = await startTarget(TARGET);
     const child = spawnInNamespace({
       pid: target.pid,
       namespaces: ["uts", "mnt", "pid"],
-      command: ["sh"],
+      command: ["sh", "-c", "stty size; hostname; tty; read line; stty size; exit 3"],
       tty: true,
+      ttySize: { columns: 77, rows: 22 },
     });
-    child.resize(77, 22);
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let text = "";
+    while (!/dev\/pts\/\d+\r?\n/.test(text)) text += (await reader.read()).value ?? "";
+    child.resize(90, 30);
     const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode("stty size; hostname; tty; exit 3\n"));
-    const out = await child.output();
-    const text = new TextDecoder().decode(out.stdout).replaceAll("\r", "");
-    assert.match(text, /\n22 77\ntty-target\n\/dev\/pts\/\d+\n/);
-    assert.equal(out.code, 3);
+    await writer.write(new TextEncoder().encode("go\n"));
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += value;
+    }
+    text = text.replaceAll("\r", "");
+    // The size from the start (no resize yet), then after resize().
+    assert.match(text, /^22 77\ntty-target\n\/dev\/pts\/\d+\n(go\n)?30 90\n$/);
+    assert.equal((await child.status).code, 3);
     assert.throws(() => child.resize(1, 1), TypeError);
     await writer.close().catch(() => {});
   },
@@ -160,3 +169,49 @@ ttyTest("one Ctrl-C reaches a command in the caller's terminal once, as with nse
     assert.match(await term.screen(), /(\^C)?count 1$/m, tool);
   }
 });
+
+rootTest(
+  "a container's fake ptmx (a symlink to a host file, a FIFO) is refused, never opened",
+  async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      await Deno.writeTextFile(`${dir}/secret`, "host only\n");
+      for (const fake of [`ln -s ${dir}/secret /dev/pts/ptmx`, "mkfifo /dev/pts/ptmx"]) {
+        await using target = await startTarget(
+          [
+            "--mount",
+            "--fork",
+            "sh",
+            "-c",
+            `mount -t tmpfs fake /dev/pts && ${fake} && exec sleep 60`,
+          ],
+          (pid) => {
+            try {
+              Deno.lstatSync(`/proc/${pid}/root/dev/pts/ptmx`);
+              return true;
+            } catch {
+              return false;
+            }
+          },
+        );
+        const started = Date.now();
+        assert.throws(
+          () =>
+            spawnInNamespace({
+              pid: target.pid,
+              namespaces: ["mnt"],
+              command: ["true"],
+              tty: true,
+            }),
+          (e) =>
+            e instanceof NamespaceError && e.code === "ENODEV" &&
+            e.message.includes("not the pty multiplexer"),
+          fake,
+        );
+        assert.ok(Date.now() - started < 1000, "the FIFO's open must not block");
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
