@@ -187,8 +187,8 @@ rootTest(
           ],
           (pid) => {
             try {
-              Deno.lstatSync(`/proc/${pid}/root/dev/pts/ptmx`);
-              return true;
+              // Ready once the real ptmx (a character device) is hidden by the fake one.
+              return !Deno.lstatSync(`/proc/${pid}/root/dev/pts/ptmx`).isCharDevice;
             } catch {
               return false;
             }
