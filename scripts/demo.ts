@@ -83,7 +83,9 @@ function table(rows: string[][]): string {
 
 if (import.meta.main) {
   if (Deno.uid() !== 0) {
-    console.error("demo: joining namespaces needs root (CAP_SYS_ADMIN): run it with sudo");
+    console.error(
+      "demo: making and joining namespaces needs root (CAP_SYS_ADMIN): run it as root, or with sudo",
+    );
     Deno.exit(1);
   }
   const target = await startTarget();

@@ -104,6 +104,17 @@ export async function startTarget(
         const theirs = nsLink(pid, t);
         return theirs !== undefined && theirs !== mine;
       }) || undefined);
+    if (args.includes("--map-root-user")) {
+      // unshare writes the maps only after it made the user namespace: wait for them too.
+      await waitFor("the target's uid and gid maps", () =>
+        ["uid_map", "gid_map"].every((map) => {
+          try {
+            return Deno.readTextFileSync(`/proc/${pid}/${map}`).trim() !== "";
+          } catch {
+            return false;
+          }
+        }) || undefined);
+    }
     if (ready) await waitFor("the target to be ready", async () => (await ready(pid)) || undefined);
   } catch (error) {
     await stop(pid);
