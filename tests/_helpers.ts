@@ -46,6 +46,20 @@ export function nsLink(pid: number | "self", type: string): string | undefined {
   }
 }
 
+/**
+ * A readiness check for `startTarget`: the target has exec'd `program`, so the
+ * set-up its shell did before `exec program` (hostname, cd, export) is done.
+ */
+export function running(program: string): (pid: number) => boolean {
+  return (pid) => {
+    try {
+      return Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0")[0] === program;
+    } catch {
+      return false;
+    }
+  };
+}
+
 /** A process in namespaces of its own, made with unshare; dispose it to kill it by pid. */
 export interface Target extends AsyncDisposable {
   /** The process whose namespaces are entered. */

@@ -10,6 +10,7 @@ import {
   rootTest,
   run,
   runCli,
+  running,
   runNsenter,
   startTarget,
   waitFor,
@@ -30,9 +31,10 @@ const TARGET = [
   "hostname parity && mkdir -p /run/parity-dir && cd /run/parity-dir && export TARGET_VAR=from-target && exec sleep 60",
 ];
 
+/** Set up: in its directory and exec'd into sleep (whose environment has TARGET_VAR). */
 function ready(pid: number): boolean {
   try {
-    return Deno.readLinkSync(`/proc/${pid}/cwd`) === "/run/parity-dir";
+    return Deno.readLinkSync(`/proc/${pid}/cwd`) === "/run/parity-dir" && running("sleep")(pid);
   } catch {
     return false;
   }

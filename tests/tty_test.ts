@@ -2,7 +2,7 @@
 // terminal sessions in tmux (send-keys to type, capture-pane to read).
 import assert from "node:assert/strict";
 import { NamespaceError, spawnInNamespace } from "../mod.ts";
-import { CLI_SHELL, rootTest, run, runCli, startTarget, waitFor } from "./_helpers.ts";
+import { CLI_SHELL, rootTest, run, runCli, running, startTarget, waitFor } from "./_helpers.ts";
 
 const HAS_TMUX = (await run("sh", ["-c", "command -v tmux"])).code === 0;
 if (!HAS_TMUX) console.log("skipped: exec -t tests: requires tmux (apt-get install tmux)");
@@ -55,7 +55,7 @@ function ttyTest(name: string, fn: () => Promise<void>) {
 ttyTest(
   "exec -t gives an interactive shell inside: prompt, resize, Ctrl-C, exit code, terminal restored",
   async () => {
-    await using target = await startTarget(TARGET);
+    await using target = await startTarget(TARGET, running("sleep"));
     await using term = await terminal();
     await term.type(
       `${CLI_SHELL} exec -t -p ${target.pid} -n uts,mnt,pid -- sh; echo EXIT=$?; stty -a | grep -o -- ' -\\?icanon\\| -\\?echo ' | tr -d ' ' | tr '\\n' ,; echo`,
@@ -89,7 +89,7 @@ ttyTest(
 ttyTest(
   "TIOCSTI from inside goes to the command's own pty, never to the caller's terminal",
   async () => {
-    await using target = await startTarget(TARGET);
+    await using target = await startTarget(TARGET, running("sleep"));
     const marker = `/tmp/ns-tool-tiocsti-${Deno.pid}`;
     // Pushes "touch MARKER" into its terminal's input; whoever reads that terminal runs it.
     const inject =
@@ -117,7 +117,7 @@ ttyTest(
 );
 
 ttyTest("exec -t without a terminal on stdin fails as docker does", async () => {
-  await using target = await startTarget(TARGET);
+  await using target = await startTarget(TARGET, running("sleep"));
   const out = await runCli(["exec", "-t", "-p", String(target.pid), "--", "true"]);
   assert.equal(out.stderr, "ns-tool: the input device is not a TTY\n");
   assert.equal(out.code, 1);
@@ -126,7 +126,7 @@ ttyTest("exec -t without a terminal on stdin fails as docker does", async () => 
 rootTest(
   "the library's tty option: a pty inside the target, its size from the start, resize(), the exit status",
   async () => {
-    await using target = await startTarget(TARGET);
+    await using target = await startTarget(TARGET, running("sleep"));
     const child = spawnInNamespace({
       pid: target.pid,
       namespaces: ["uts", "mnt", "pid"],
@@ -155,7 +155,7 @@ rootTest(
 );
 
 ttyTest("one Ctrl-C reaches a command in the caller's terminal once, as with nsenter", async () => {
-  await using target = await startTarget(TARGET);
+  await using target = await startTarget(TARGET, running("sleep"));
   const counter =
     `/usr/bin/python3 -c 'import signal, time; n = [0]; signal.signal(signal.SIGINT, lambda *a: n.__setitem__(0, n[0] + 1)); print("ready", flush=True); time.sleep(1.5); print("count", n[0])'`;
   for (

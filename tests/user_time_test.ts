@@ -8,6 +8,7 @@ import {
   nsLink,
   rootTest,
   runCli,
+  running,
   runNsenter,
   startTarget,
 } from "./_helpers.ts";
@@ -38,11 +39,11 @@ function rootlessOfNobody() {
     "--clear-groups",
     "unshare",
     ...ROOTLESS,
-  ]);
+  ], running("sleep"));
 }
 
 rootTest("root enters a rootless container: uid 0 inside, same as nsenter -U", async () => {
-  await using target = await startTarget(ROOTLESS);
+  await using target = await startTarget(ROOTLESS, running("sleep"));
   const types = "user,uts,ipc,net,mnt,pid";
   const ours = await runCli([
     "exec",
