@@ -141,6 +141,17 @@ export async function startTarget(
   };
 }
 
+/** A target started by nobody (uid and gid 65534, no groups): `unshare ARGS...` run as nobody. */
+export function startNobodyTarget(
+  unshareArgs: string[],
+  ready?: (pid: number) => boolean | Promise<boolean>,
+): Promise<Target> {
+  return startTarget(
+    ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "unshare", ...unshareArgs],
+    ready,
+  );
+}
+
 /** What a finished process printed, decoded. */
 export interface Run {
   code: number;

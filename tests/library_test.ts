@@ -2,7 +2,7 @@
 // that its caller is left untouched.
 import assert from "node:assert/strict";
 import { execInNamespace, NamespaceError, spawnInNamespace } from "../mod.ts";
-import { nsLink, rootTest, startTarget, type Target } from "./_helpers.ts";
+import { nsLink, rootTest, startNobodyTarget, startTarget, type Target } from "./_helpers.ts";
 
 const decoder = new TextDecoder();
 const text = (bytes: Uint8Array) => decoder.decode(bytes);
@@ -249,12 +249,7 @@ rootTest(
   async () => {
     // Owned by nobody: uid 0 inside is host uid 65534, so entering changes real credentials,
     // which marks the memory of the process that does it non-dumpable.
-    await using target = await startTarget([
-      "setpriv",
-      "--reuid=65534",
-      "--regid=65534",
-      "--clear-groups",
-      "unshare",
+    await using target = await startNobodyTarget([
       "--user",
       "--map-root-user",
       "--uts",

@@ -12,6 +12,7 @@ import {
   runCli,
   running,
   runNsenter,
+  startNobodyTarget,
   startTarget,
   waitFor,
 } from "./_helpers.ts";
@@ -418,12 +419,7 @@ rootTest(
   "joining a user namespace drops the caller's supplementary groups, as nsenter",
   async () => {
     // nobody's rootless container: setgroups is "deny" inside, so the groups must go before joining.
-    await using target = await startTarget([
-      "setpriv",
-      "--reuid=65534",
-      "--regid=65534",
-      "--clear-groups",
-      "unshare",
+    await using target = await startNobodyTarget([
       "--user",
       "--map-root-user",
       "--uts",

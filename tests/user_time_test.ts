@@ -10,6 +10,7 @@ import {
   runCli,
   running,
   runNsenter,
+  startNobodyTarget,
   startTarget,
 } from "./_helpers.ts";
 
@@ -32,14 +33,7 @@ const INSIDE = "id; hostname; for t in user uts pid mnt; do readlink /proc/self/
 
 /** A target started by nobody in a user namespace nobody owns. */
 function rootlessOfNobody() {
-  return startTarget([
-    "setpriv",
-    "--reuid=65534",
-    "--regid=65534",
-    "--clear-groups",
-    "unshare",
-    ...ROOTLESS,
-  ], running("sleep"));
+  return startNobodyTarget(ROOTLESS, running("sleep"));
 }
 
 rootTest("root enters a rootless container: uid 0 inside, same as nsenter -U", async () => {
