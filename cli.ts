@@ -209,8 +209,10 @@ async function create(args: CreateArgs): Promise<never> {
     ...(args.monotonic !== undefined ? { monotonic: args.monotonic } : {}),
     ...demo?.options(args),
   };
-  if (demo) {
-    console.log(`A new ${args.via} namespace: ${namespaceInfo(args.via as NamespaceType).label}`);
+  if (demo && options.command) {
+    // The demonstration's own shell prints the banner: only once the namespace exists and runs.
+    const banner = `A new ${args.via} namespace: ${namespaceInfo(args.via as NamespaceType).label}`;
+    options.command = ["/bin/sh", "-c", `echo '${banner}'; ${options.command.at(-1)}`];
   }
   return supervise(
     (internals) => spawnNewWith(options, internals),
