@@ -182,6 +182,7 @@ interface Loaded {
 let loaded: Loaded | undefined;
 
 const PAGE = 4096;
+const encoder = new TextEncoder();
 
 /** Base64 to bytes: Uint8Array.fromBase64 where the runtime has it (Deno 2.5+), else atob. */
 function decodeBase64(text: string): Uint8Array {
@@ -314,7 +315,9 @@ function blockSize(plan: SpawnPlan): number {
   );
   const strings = [...plan.argv, ...plan.env, ...plan.candidates, plan.cwdPath ?? "", ...opStrings];
   let size = HEADER + 2 * STACK_SIZE + 64;
-  for (const s of strings) size += new TextEncoder().encode(s).length + 1 + 8 + 8;
+  // An upper bound, without encoding: a UTF-16 unit is at most 3 bytes of UTF-8. Each string
+  // also takes its NUL, 8-byte alignment and a pointer.
+  for (const s of strings) size += s.length * 3 + 1 + 8 + 8;
   const ops = (plan.preOps?.length ?? 0) + (plan.postOps?.length ?? 0);
   size += (plan.steps.length * 3 + plan.stdio.length * 2 + ops * 6 + 8) * 8;
   return Math.ceil(size / 4096) * 4096;
@@ -386,13 +389,13 @@ export function spawn(plan: SpawnPlan): SpawnResult {
         case "unshare":
           return [1, op.flags, 0, 0, 0, 0];
         case "write": {
-          const data = new TextEncoder().encode(op.data);
+          const data = encoder.encode(op.data);
           return [2, text(op.path), b.put(data), data.length, 0, 0];
         }
         case "mount":
           return [3, text(op.source), text(op.target), text(op.fstype), op.flags, 0];
         case "sethostname": {
-          const name = new TextEncoder().encode(op.name);
+          const name = encoder.encode(op.name);
           return [4, b.put(name), name.length, 0, 0, 0];
         }
       }
