@@ -27,7 +27,7 @@ import {
   kill,
   pidfdSendSignal,
   raiseDefault,
-  readSmallFile,
+  readText,
   setHandler,
 } from "./ffi/syscalls.ts";
 
@@ -122,10 +122,8 @@ async function supervise(
   // Job control, as nsenter: when the command stops, stop too; when continued, continue it.
   // (After Ctrl-Z both stop; the stop seen on resuming is stale then: the command runs again.)
   const onStop = () => {
-    const stat = readSmallFile(`/proc/${child!.pid}/stat`);
-    const state = typeof stat === "number"
-      ? ""
-      : new TextDecoder().decode(stat).split(") ")[1]?.[0];
+    const stat = readText(`/proc/${child!.pid}/stat`);
+    const state = typeof stat === "number" ? "" : stat.split(") ")[1]?.[0];
     if (state !== "T") return;
     kill(getpid(), SIGSTOP);
     if (pidfd >= 0) pidfdSendSignal(pidfd, SIGCONT);

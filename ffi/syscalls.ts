@@ -175,8 +175,8 @@ export function setWindowSize(fd: number, columns: number, rows: number): number
   return result(libc().ioctl_ptr(fd, BigInt(TIOCSWINSZ), new Uint16Array([rows, columns, 0, 0])));
 }
 
-/** A whole small file (/proc/PID/environ, /proc/PID/cgroup), read with open(2) and read(2); or a negative errno. */
-export function readSmallFile(path: string): Uint8Array | number {
+/** A whole small text file (/proc/PID/environ, /proc/PID/cgroup, /proc/PID/stat), read with open(2) and read(2); or a negative errno. */
+export function readText(path: string): string | number {
   const fd = open(path, O_RDONLY);
   if (fd < 0) return fd;
   const chunks: Uint8Array[] = [];
@@ -198,7 +198,7 @@ export function readSmallFile(path: string): Uint8Array | number {
     out.set(chunk, at);
     at += chunk.length;
   }
-  return out;
+  return decoder.decode(out);
 }
 
 /** read(2) on a pool thread; -1 on any error (errno is lost there). */

@@ -7,7 +7,7 @@
 import type { CreateArgs } from "./cli_args.ts";
 import type { NewNamespaceOptions } from "./create.ts";
 import type { NamespaceType } from "./namespaces.ts";
-import { readSmallFile } from "../ffi/syscalls.ts";
+import { readText } from "../ffi/syscalls.ts";
 
 /** A demonstration: the options it adds, the command inside, and what it prints outside. */
 interface Demo {
@@ -15,11 +15,9 @@ interface Demo {
   outside(): string;
 }
 
-const decoder = new TextDecoder();
-
 function file(path: string): string {
-  const bytes = readSmallFile(path);
-  return typeof bytes === "number" ? "" : decoder.decode(bytes);
+  const text = readText(path);
+  return typeof text === "number" ? "" : text;
 }
 
 function shell(script: string): Partial<NewNamespaceOptions> {

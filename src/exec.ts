@@ -30,7 +30,7 @@ import {
   pipe,
   readAsync,
   readlink,
-  readSmallFile,
+  readText,
   setWindowSize,
   waitAsync,
   writeAsync,
@@ -416,16 +416,16 @@ function openFor(
 
 /** Reads a small file of the target, or throws the typed error. */
 function readFor(path: string, pid: number): string {
-  const bytes = readSmallFile(path);
-  if (typeof bytes === "number") {
-    throw new NamespaceError(-bytes, {
+  const text = readText(path);
+  if (typeof text === "number") {
+    throw new NamespaceError(-text, {
       syscall: "read",
       action: `Failed to read ${path}`,
       path,
       pid,
     });
   }
-  return new TextDecoder().decode(bytes);
+  return text;
 }
 
 /** The types `"all"` stands for: what the target has and the kernel knows, minus our own user namespace. */
@@ -582,7 +582,7 @@ function start(
     // ".." or magic link leads out), else ours.
     const inTarget = pid !== undefined && fds.has("mnt");
     const root = inTarget
-      ? openFor(`/proc/${pid}/root`, O_PATH | O_DIRECTORY, "root directory", held, { pid: pid! })
+      ? openFor(`/proc/${pid}/root`, directory, "root directory", held, { pid: pid! })
       : -1;
     let pty: [number, number] | number = -ENOENT;
     let tried = "/dev/ptmx";
@@ -643,7 +643,6 @@ function start(
   ] as const;
   const stdio: [number, number][] = [];
   const pipes: [number | null, number | null, number | null] = [null, null, null];
-  const childEnds: number[] = [];
   let devNull = -1;
   modes.forEach((mode, target) => {
     if (mode === "inherit") return;
@@ -671,21 +670,18 @@ function start(
     const [readEnd, writeEnd] = ends;
     const [parentEnd, childEnd] = target === 0 ? [writeEnd, readEnd] : [readEnd, writeEnd];
     pipes[target] = parentEnd;
-    const child = aboveStdio(childEnd, held);
-    childEnds.push(child);
-    stdio.push([child, target]);
+    stdio.push([aboveStdio(childEnd, held), target]);
   });
 
   if (tty) {
     // The command's three standard streams are the pty; the parent keeps the master twice
     // (reading, writing) and once more for resize().
     stdio.push([tty.slave, 0], [tty.slave, 1], [tty.slave, 2]);
-    pipes[0] = held.add(
-      check(dupAtLeast(tty.master, 3), { syscall: "fcntl", action: "Failed to copy the pty" }),
-    );
-    pipes[1] = held.add(
-      check(dupAtLeast(tty.master, 3), { syscall: "fcntl", action: "Failed to copy the pty" }),
-    );
+    for (const end of [0, 1] as const) {
+      pipes[end] = held.add(
+        check(dupAtLeast(tty.master, 3), { syscall: "fcntl", action: "Failed to copy the pty" }),
+      );
+    }
   }
   const envRecord = { ...baseEnv, ...options.env };
   const env = Object.entries(envRecord).map(([key, value]) => `${key}=${value}`);
