@@ -139,12 +139,10 @@ async function supervise(
   }
   pidfd = child[PIDFD]();
   forwarder.target(pidfd);
-  // Signals that came before the pidfd was set were kept as pending bits.
-  const passOn = () => {
-    for (const signal of forwarder.takePending()) pidfdSendSignal(pidfd, signal);
-  };
-  passOn();
-  const poll = setInterval(passOn, 10);
+  // Signals that came before the pidfd was set were kept as pending bits; from here on the
+  // handler sends them itself, also one that raced with this (see ffi/spawner/x86_64.S). No
+  // timer polls for them: a first timer costs Deno several milliseconds of start-up.
+  for (const signal of forwarder.takePending()) pidfdSendSignal(pidfd, signal);
   const relayed = tty ? relayTerminal(child) : undefined;
   const status = await child.status;
   // Drain what the command wrote last; a background process that still holds the pty does not
@@ -156,7 +154,6 @@ async function supervise(
     ]);
   }
   relayed?.restore();
-  clearInterval(poll);
   forwarder.target(-1);
   if (pidfd >= 0) close(pidfd);
   after?.();

@@ -546,4 +546,19 @@ ns_forward_signal:
         orr     x12, x12, x11
         stlxr   w13, x12, [x10]
         cbnz    w13, 4b
+        /* look at the pidfd again (see x86_64.S): with one now, take the bit
+         * back and send the signal if the bit was still there */
+        dmb     ish
+        ldrsw   x0, [x9]
+        tbnz    x0, #63, 3f
+5:      ldaxr   x12, [x10]
+        bic     x13, x12, x11
+        stlxr   w14, x13, [x10]
+        cbnz    w14, 5b
+        tst     x12, x11
+        b.eq    3f
+        mov     x2, #0
+        mov     x3, #0
+        mov     x8, #SYS_pidfd_send_signal
+        svc     #0
 3:      ret

@@ -24,8 +24,10 @@
  * the command through the pidfd stored in the page that follows the image
  * (ffi/_spawner.ts maps that page read-write). With no pidfd there yet (-1),
  * it sets the signal's bit in the pending word after it, atomically, for the
- * CLI to pass on. It makes one raw system call or one atomic OR, so it is
- * async-signal-safe, and it works while the event loop is busy.
+ * CLI to pass on, then looks at the pidfd once more, so that a signal never
+ * waits in that word once the CLI has taken it. It makes only raw system
+ * calls and atomic bit operations, so it is async-signal-safe, and it works
+ * while the event loop is busy.
  */
         .intel_syntax noprefix
         .text
@@ -628,7 +630,17 @@ ns_forward_signal:
         /* No command yet: remember the signal in the pending word (the CLI
          * passes these on once it knows the command). */
 1:      mov     ecx, esi
-        mov     eax, 1
-        shl     rax, cl
-        lock or qword ptr [rip + image_start + DATA_PAGE + 8], rax
+        lock bts qword ptr [rip + image_start + DATA_PAGE + 8], rcx
+        /* The CLI may have set the pidfd and taken the pending word between
+         * the first look and that bit: look again. With a pidfd now, take the
+         * bit back; if it was still there, the CLI has not seen it: send it. */
+        mov     edi, dword ptr [rip + image_start + DATA_PAGE]
+        test    edi, edi
+        js      3f
+        lock btr qword ptr [rip + image_start + DATA_PAGE + 8], rcx
+        jnc     3f
+        mov     eax, SYS_pidfd_send_signal
+        xor     edx, edx
+        xor     r10d, r10d
+        syscall
 3:      ret
