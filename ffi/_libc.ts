@@ -1,10 +1,14 @@
 /**
- * The one FFI symbol table, and how libc is loaded. Nothing is opened at
- * import time: {@linkcode libc} loads the library on first use.
+ * The one FFI symbol table, and how libc is reached. Nothing is opened at
+ * import time.
  *
- * The library is opened on first use, all symbols in one Deno.dlopen: that
- * costs about 0.5 ms plus 0.1 ms a symbol, where a Deno.dlopen per symbol
- * costs about 0.37 ms each (measured), so one table opened once is cheapest.
+ * Symbols are bound one by one, on first use: dlsym(3) finds the function in
+ * the process (Deno links glibc) and a `Deno.UnsafeFnPointer` wraps it, about
+ * 0.02 ms each. A `Deno.dlopen` of the whole table would compile a fast-call
+ * trampoline per symbol up front: about 0.14 ms each, 5 to 6 ms for this
+ * table, a quarter of Deno's own start-up, for symbols a run mostly does not
+ * use (measured for issue 7). A call through UnsafeFnPointer costs about 3 µs
+ * more; a spawn makes a few dozen calls.
  *
  * Rules that every entry follows (see ../shared/notes/platform-facts.md):
  * - Nothing that changes a namespace or credential goes through here: that
@@ -99,40 +103,67 @@ const SYMBOLS = {
   sigabbrev_np: { parameters: ["i32"], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
-/** The loaded symbols. */
-export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+type Symbols = typeof SYMBOLS;
 
-/** Which C library is opened; `NS_TOOL_LIBC` overrides it. */
-const LIBRARY = "libc.so.6";
+/** The symbols, as callable functions. */
+export type Libc = Deno.DynamicLibrary<Symbols>["symbols"];
+
+/**
+ * Where dlsym(3) is: libdl.so.2 has it on every glibc (since 2.34 it is a stub
+ * that leads to libc.so.6). RTLD_DEFAULT (NULL) looks in the whole process,
+ * whose C library is the one Deno itself runs on.
+ */
+const DLSYM_LIBRARY = "libdl.so.2";
 
 let loaded: Libc | undefined;
 
-function libraryPath(): string {
-  try {
-    return Deno.env.get("NS_TOOL_LIBC") ?? LIBRARY;
-  } catch {
-    return LIBRARY; // no --allow-env: keep the default
-  }
-}
-
 /**
- * The libc symbols, loaded on first use.
+ * The libc symbols; each is bound on first use.
  *
- * @throws {Error} where libc cannot be opened (not Linux, not glibc, no --allow-ffi)
+ * @throws {Error} where libc cannot be reached (not Linux, not glibc, no --allow-ffi)
  */
 export function libc(): Libc {
   if (loaded) return loaded;
   if (Deno.build.os !== "linux") {
     throw new Error(`ns-tool works on Linux only, not on ${Deno.build.os}`);
   }
-  const path = libraryPath();
+  let dlsym;
   try {
-    loaded = Deno.dlopen(path, SYMBOLS).symbols;
+    dlsym = Deno.dlopen(DLSYM_LIBRARY, {
+      // void *dlsym(void *handle, const char *symbol)
+      dlsym: { parameters: ["pointer", "buffer"], result: "pointer" },
+    }).symbols.dlsym;
   } catch (cause) {
-    throw new Error(`Cannot load ${path} (ns-tool needs glibc 2.32+ and --allow-ffi): ${cause}`, {
-      cause,
+    throw new Error(
+      `Cannot load ${DLSYM_LIBRARY} (ns-tool needs glibc 2.32+ and --allow-ffi): ${cause}`,
+      {
+        cause,
+      },
+    );
+  }
+  const table = {} as Record<string, unknown>;
+  for (const [key, definition] of Object.entries(SYMBOLS)) {
+    const name = "name" in definition ? definition.name : key;
+    Object.defineProperty(table, key, {
+      configurable: true,
+      enumerable: true,
+      get() {
+        const address = dlsym(null, new TextEncoder().encode(`${name}\0`));
+        if (address === null) {
+          throw new Error(`The C library has no ${name} (ns-tool needs glibc 2.32+)`);
+        }
+        const fn = new Deno.UnsafeFnPointer(
+          address as Deno.PointerObject<Deno.ForeignFunction>,
+          definition as Deno.ForeignFunction,
+        );
+        const call = (...args: unknown[]) => (fn.call as (...args: unknown[]) => unknown)(...args);
+        // From now on a plain property: the lookup is paid once.
+        Object.defineProperty(table, key, { value: call, enumerable: true });
+        return call;
+      },
     });
   }
+  loaded = table as Libc;
   return loaded;
 }
 
