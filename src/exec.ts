@@ -491,11 +491,18 @@ export interface CreatePlan {
   shareMemory: boolean;
 }
 
+/**
+ * Whether setns(2) takes a pidfd on this kernel (5.8+). Assumed until a join
+ * through the pidfd fails where the namespace files then work.
+ */
+let pidfdJoins = true;
+
 function start(
   options: NamespaceCommandOptions,
   defaults: { stdout: StdioMode; stderr: StdioMode },
   internals: SpawnInternals,
   create?: CreatePlan,
+  withFiles = false,
 ): Started {
   validate(options, create !== undefined);
   const { pid, nsPaths = {} } = options;
@@ -533,9 +540,13 @@ function start(
       "targetEnv needs mnt joined: outside the target's mount namespace its environment would choose which programs run",
     );
   }
-  // Open everything first: all or nothing.
+  // Everything from the target, with a pidfd: the child joins through the pidfd alone (one
+  // setns, then per type if that is refused), and no namespace file is opened. If that
+  // join fails, all is done again with the files, which also tell precisely what failed.
+  const viaPidfd = pidfdJoins && !withFiles && byPath.length === 0 && pidfd >= 0;
+  // Else open everything first: all or nothing.
   const fds = new Map<NamespaceType, number>();
-  for (const nsType of types) {
+  for (const nsType of viaPidfd ? [] : types) {
     const fromPath = nsPaths[nsType];
     const path = fromPath ?? `/proc/${pid}/ns/${nsType}`;
     // The hints about the target (exited, kernel lacks the type) only for its own files.
@@ -544,7 +555,7 @@ function start(
       openFor(path, O_RDONLY, "namespace", held, fromPath ? {} : { nsType, pid: pid! }),
     );
   }
-  if (fds.has("user")) {
+  if (types.includes("user")) {
     const link = nsPaths.user ?? `/proc/${pid}/ns/user`;
     if (readlink(link) === readlink("/proc/self/ns/user")) {
       throw new NamespaceError(EINVAL, {
@@ -580,7 +591,7 @@ function start(
   if (options.tty) {
     // The multiplexer of the target's own devpts, resolved inside its root (no symlink,
     // ".." or magic link leads out), else ours.
-    const inTarget = pid !== undefined && fds.has("mnt");
+    const inTarget = pid !== undefined && types.includes("mnt");
     const root = inTarget
       ? openFor(`/proc/${pid}/root`, directory, "root directory", held, { pid: pid! })
       : -1;
@@ -614,22 +625,27 @@ function start(
   }
   internals.afterOpen?.();
   // Still the same process? Then everything above came from it, not from one that reused its pid.
-  if (pid !== undefined && pidfd >= 0 && pidfdSendSignal(pidfd, 0) === -ESRCH) {
-    throw new NamespaceError(ESRCH, {
-      syscall: "pidfd_send_signal",
+  // (Through the pidfd, setns itself fails so for a process that has gone.)
+  const exited = (syscall: string) =>
+    new NamespaceError(ESRCH, {
+      syscall,
       action: `Failed to enter process ${pid}`,
-      pid,
+      pid: pid!,
       hint: `process ${pid} has exited`,
     });
+  if (!viaPidfd && pid !== undefined && pidfd >= 0 && pidfdSendSignal(pidfd, 0) === -ESRCH) {
+    throw exited("pidfd_send_signal");
   }
 
   // Step 0 is the user namespace; the rest follow in table order.
   const joined: NamespaceType[] = ["user"];
-  const steps: [number, number][] = [[fds.get("user") ?? -1, 0x10000000]];
+  const joinFd = (type: NamespaceType) =>
+    !types.includes(type) ? -1 : viaPidfd ? pidfd : fds.get(type)!;
+  const steps: [number, number][] = [[joinFd("user"), 0x10000000]];
   for (const ns of NAMESPACE_TABLE) {
-    if (ns.type === "user" || !fds.has(ns.type)) continue;
+    if (ns.type === "user" || !types.includes(ns.type)) continue;
     joined.push(ns.type);
-    steps.push([fds.get(ns.type)!, ns.flag]);
+    steps.push([joinFd(ns.type), ns.flag]);
   }
   // All from the target: one setns through the pidfd, the files as the fallback.
   const mask = byPath.length === 0 && pidfd >= 0
@@ -687,7 +703,7 @@ function start(
   const env = Object.entries(envRecord).map(([key, value]) => `${key}=${value}`);
   const command = options.command ?? [Deno.env.get("SHELL") || "/bin/sh"];
   const program = command[0]!;
-  const joinsUser = fds.has("user");
+  const joinsUser = types.includes("user");
   const credentials = joinsUser && !options.preserveCredentials ? { uid: 0, gid: 0 } : {};
   const uid = options.uid ?? credentials.uid;
   const gid = options.gid ?? credentials.gid;
@@ -695,8 +711,8 @@ function start(
     steps,
     ...(mask ? { pidfd: { fd: pidfd, mask } } : {}),
     ...(cgroupFd !== undefined ? { cgroupFd } : {}),
-    fork: create ? create.fork : fds.has("pid") && options.fork !== false,
-    shareMemory: create ? create.shareMemory : !fds.has("time"),
+    fork: create ? create.fork : types.includes("pid") && options.fork !== false,
+    shareMemory: create ? create.shareMemory : !types.includes("time"),
     ...(create ? { preOps: create.preOps, postOps: create.postOps, noDump: false } : {}),
     stdio,
     closeFrom: !internals.keepDescriptors,
@@ -711,6 +727,14 @@ function start(
     ...(tty ? { session: { controllingTerminal: true } } : {}),
   };
   const result = spawn(plan);
+  if (!result.ok && viaPidfd && result.stage === "setns") {
+    if (result.errno === ESRCH) throw exited("setns");
+    // Nothing has run. Again with the files: they work on kernels before 5.8, and where
+    // the join is refused they say which namespace and why.
+    const started = start(options, defaults, internals, create, true);
+    pidfdJoins = false;
+    return started;
+  }
   if (!result.ok) {
     throw failure(result, {
       pid: pid ?? 0,

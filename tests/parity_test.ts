@@ -371,6 +371,36 @@ rootTest(
   },
 );
 
+rootTest(
+  "a join through the pidfd opens no namespace file, and still lands in the target",
+  async () => {
+    await using target = await startTarget(TARGET, ready);
+    let links: string[] = [];
+    const child = spawnWith({
+      pid: target.pid,
+      namespaces: ["uts", "ipc", "net", "mnt", "pid"],
+      command: ["readlink", "/proc/self/ns/uts", "/proc/self/ns/net", "/proc/self/ns/pid"],
+      stdout: "piped",
+    }, {
+      afterOpen: () => {
+        // What this process holds open just before the spawn.
+        links = [...Deno.readDirSync("/proc/self/fd")].map((entry) => {
+          try {
+            return Deno.readLinkSync(`/proc/self/fd/${entry.name}`);
+          } catch {
+            return ""; // the directory's own descriptor, gone already
+          }
+        }).filter((link) => /^(uts|ipc|net|mnt|pid):\[/.test(link));
+      },
+    });
+    const { code, stdout } = await child.output();
+    assert.equal(code, 0);
+    assert.deepEqual(links, []);
+    const inside = new TextDecoder().decode(stdout).trim().split("\n");
+    assert.deepEqual(inside, ["uts", "net", "pid"].map((type) => nsLink(target.pid, type)));
+  },
+);
+
 rootTest("the library takes the same options", async () => {
   await using target = await startTarget(TARGET, ready);
   const out = await execInNamespace({
