@@ -12,7 +12,6 @@
  */
 import { SPAWNER_CODE } from "./_spawner_code.ts";
 import {
-  cString,
   getDumpable,
   MAP_PRIVATE,
   MAP_SHARED,
@@ -176,7 +175,17 @@ interface Loaded {
   pending: BigInt64Array;
   /** The handler's data page: nonzero to pass on kernel-sent signals too. */
   all: Int32Array;
-  block?: { address: Deno.PointerObject; size: number } | undefined;
+  block?: Block | undefined;
+}
+
+/** The block, mapped once and kept (spawns are synchronous), with views over it. */
+interface Block {
+  address: Deno.PointerObject;
+  size: number;
+  bytes: Uint8Array;
+  words: BigInt64Array;
+  /** The address as a number: user-space addresses fit in 53 bits (47 or 48 used). */
+  base: number;
 }
 
 let loaded: Loaded | undefined;
@@ -259,18 +268,17 @@ export function signalForwarder(): SignalForwarder {
   };
 }
 
-/** Lays out a plan in the block; returns the block's address. */
+/** Lays out a plan in the block. Addresses are numbers (see {@linkcode Block}). */
 class BlockWriter {
   readonly bytes: Uint8Array;
   readonly words: BigInt64Array;
-  readonly base: bigint;
+  readonly base: number;
   #offset = HEADER;
 
-  constructor(address: Deno.PointerObject, size: number) {
-    const buffer = Deno.UnsafePointerView.getArrayBuffer(address, size);
-    this.bytes = new Uint8Array(buffer);
-    this.words = new BigInt64Array(buffer);
-    this.base = Deno.UnsafePointer.value(address);
+  constructor(block: Block) {
+    this.bytes = block.bytes;
+    this.words = block.words;
+    this.base = block.base;
     this.bytes.fill(0, 0, HEADER);
   }
 
@@ -282,30 +290,49 @@ class BlockWriter {
     return Number(this.words[offset / 8]);
   }
 
+  /** Moves the offset to a multiple of `n`; returns it. */
+  #align(n: number): number {
+    this.#offset = Math.ceil(this.#offset / n) * n;
+    return this.#offset;
+  }
+
   /** Copies bytes in, 8-aligned; returns their address. */
-  put(data: Uint8Array): bigint {
-    this.#offset = (this.#offset + 7) & ~7;
-    const at = this.#offset;
+  put(data: Uint8Array): number {
+    const at = this.#align(8);
     this.bytes.set(data, at);
     this.#offset += data.length;
-    return this.base + BigInt(at);
+    return this.base + at;
+  }
+
+  /** Writes `text` as UTF-8 with a NUL, 8-aligned; returns its address. */
+  putString(text: string): number {
+    const at = this.#align(8);
+    const { written } = encoder.encodeInto(text, this.bytes.subarray(at));
+    this.bytes[at + written] = 0;
+    this.#offset = at + written + 1;
+    return this.base + at;
   }
 
   /** Copies an array of 64-bit words in; returns its address. */
-  putWords(words: readonly (number | bigint)[]): bigint {
-    return this.put(new Uint8Array(BigInt64Array.from(words, (w) => BigInt(w)).buffer));
+  putWords(words: readonly number[]): number {
+    const at = this.#align(8);
+    for (let i = 0; i < words.length; i++) this.words[at / 8 + i] = BigInt(words[i]!);
+    this.#offset += words.length * 8;
+    return this.base + at;
   }
 
-  /** Copies strings in and a NULL-terminated array of pointers to them. */
-  putStrings(strings: readonly string[]): bigint {
-    return this.putWords([...strings.map((s) => this.put(cString(s))), 0n]);
+  /** Writes strings and a NULL-terminated array of pointers to them; returns the array's address. */
+  putStrings(strings: readonly string[]): number {
+    const array = this.putWords(new Array<number>(strings.length + 1).fill(0));
+    const first = (array - this.base) / 8;
+    strings.forEach((text, i) => this.words[first + i] = BigInt(this.putString(text)));
+    return array;
   }
 
   /** Reserves a stack; returns its top, 16-aligned. */
-  putStack(): bigint {
-    this.#offset = (this.#offset + 15) & ~15;
-    this.#offset += STACK_SIZE;
-    return this.base + BigInt(this.#offset);
+  putStack(): number {
+    this.#offset = this.#align(16) + STACK_SIZE;
+    return this.base + this.#offset;
   }
 }
 
@@ -323,15 +350,22 @@ function blockSize(plan: SpawnPlan): number {
   return Math.ceil(size / 4096) * 4096;
 }
 
-function block(size: number): Deno.PointerObject {
+function block(size: number): Block {
   const state = load();
-  if (state.block && state.block.size >= size) return state.block.address;
+  if (state.block && state.block.size >= size) return state.block;
   if (state.block) unmap(state.block.address, state.block.size);
   state.block = undefined;
   const address = mapAnonymous(size, PROT_READ | PROT_WRITE, MAP_SHARED);
   if (typeof address === "number") throw new Error(`Cannot map the spawn block: errno ${-address}`);
-  state.block = { address, size };
-  return address;
+  const buffer = Deno.UnsafePointerView.getArrayBuffer(address, size);
+  state.block = {
+    address,
+    size,
+    bytes: new Uint8Array(buffer),
+    words: new BigInt64Array(buffer),
+    base: Number(Deno.UnsafePointer.value(address)),
+  };
+  return state.block;
 }
 
 /**
@@ -341,8 +375,8 @@ function block(size: number): Deno.PointerObject {
  */
 export function spawn(plan: SpawnPlan): SpawnResult {
   const size = blockSize(plan);
-  const address = block(size);
-  const b = new BlockWriter(address, size);
+  const mapped = block(size);
+  const b = new BlockWriter(mapped);
   b.set(CLONE_FLAGS, (plan.shareMemory ? CLONE_VM : 0) | CLONE_VFORK | SIGCHLD);
   let flags = (plan.fork ? F_FORK : 0) | (plan.noDump === false ? 0 : F_NODUMP);
   if (plan.dropGroups) flags |= F_SETGROUPS;
@@ -365,7 +399,7 @@ export function spawn(plan: SpawnPlan): SpawnResult {
   }
   if (plan.cwdPath !== undefined) {
     flags |= F_CHDIR;
-    b.set(CWD_PATH, b.put(cString(plan.cwdPath)));
+    b.set(CWD_PATH, b.putString(plan.cwdPath));
   }
   if (plan.session) {
     flags |= F_SETSID;
@@ -383,8 +417,8 @@ export function spawn(plan: SpawnPlan): SpawnResult {
   for (
     const [offset, ops] of [[PRE_OPS, plan.preOps ?? []], [POST_OPS, plan.postOps ?? []]] as const
   ) {
-    const words = ops.flatMap((op): (number | bigint)[] => {
-      const text = (value: string | null) => (value === null ? 0n : b.put(cString(value)));
+    const words = ops.flatMap((op): number[] => {
+      const text = (value: string | null) => (value === null ? 0 : b.putString(value));
       switch (op.op) {
         case "unshare":
           return [1, op.flags, 0, 0, 0, 0];
@@ -417,7 +451,7 @@ export function spawn(plan: SpawnPlan): SpawnResult {
   // CLONE_VM that is the caller's memory too, and credential changes in the
   // child do the same: put the caller's flag back.
   const dumpable = getDumpable();
-  const pid = Number(loaded!.call(address));
+  const pid = Number(loaded!.call(mapped.address));
   if (plan.shareMemory && dumpable > 0) setDumpable(dumpable);
   if (pid < 0) return { ok: false, stage: "fork", errno: -pid, detail: 0 };
   const grandchild = plan.fork ? b.get(GRANDCHILD) : 0;

@@ -787,25 +787,52 @@ function pipeEnd(fd: number) {
   };
 }
 
-/** A readable stream over a pipe, read on pool threads. */
-function pipeReader(fd: number): PipeStream<ReadableStream<Uint8Array>> {
+/** Reads start this size and grow (to 64 KiB) while they fill the buffer. */
+const FIRST_READ = 4096;
+const LARGEST_READ = 65536;
+
+/**
+ * What is read from a pipe, on pool threads: as a stream, made on first use,
+ * or, while no stream has been handed out, all of it up to EOF directly.
+ */
+function pipeReader(fd: number): PipeStream<ReadableStream<Uint8Array>> & {
+  readAll(): Promise<Uint8Array>;
+} {
   const end = pipeEnd(fd);
-  const stream = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      if (end.closed) return controller.close();
-      const buf = new Uint8Array(65536);
-      const n = await end.run(() => readAsync(fd, buf));
-      if (end.closed) return controller.close();
-      if (n <= 0) {
-        await end.release();
-        controller.close();
-      } else {
-        controller.enqueue(buf.subarray(0, n));
-      }
+  let size = FIRST_READ;
+  /** The next chunk, or null at EOF (or on an error, or once released). */
+  const next = async (): Promise<Uint8Array | null> => {
+    if (end.closed) return null;
+    const buf = new Uint8Array(size);
+    const n = await end.run(() => readAsync(fd, buf));
+    if (end.closed) return null;
+    if (n <= 0) {
+      await end.release();
+      return null;
+    }
+    if (n === size) size = Math.min(size * 4, LARGEST_READ);
+    return buf.subarray(0, n);
+  };
+  let stream: ReadableStream<Uint8Array> | undefined;
+  return {
+    get stream() {
+      return stream ??= new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          const chunk = await next();
+          if (chunk) controller.enqueue(chunk);
+          else controller.close();
+        },
+        cancel: () => end.release(),
+      }, { highWaterMark: 0 });
     },
-    cancel: () => end.release(),
-  }, { highWaterMark: 0 });
-  return { stream, release: () => end.release() };
+    async readAll() {
+      if (stream) return concat(await Array.fromAsync(stream));
+      const chunks = [];
+      for (let chunk; (chunk = await next());) chunks.push(chunk);
+      return concat(chunks);
+    },
+    release: () => end.release(),
+  };
 }
 
 /** A writable stream over a pipe, written on pool threads. */
@@ -827,14 +854,8 @@ function pipeWriter(fd: number): PipeStream<WritableStream<Uint8Array>> {
   return { stream, release: () => end.release() };
 }
 
-async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of stream) {
-    chunks.push(chunk);
-    size += chunk.length;
-  }
-  const out = new Uint8Array(size);
+function concat(chunks: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((size, chunk) => size + chunk.length, 0));
   let at = 0;
   for (const chunk of chunks) {
     out.set(chunk, at);
@@ -853,8 +874,8 @@ export class NamespaceProcess implements AsyncDisposable {
   /** Resolves when the command has ended (and been reaped). */
   readonly status: Promise<NamespaceStatus>;
   readonly #stdin: PipeStream<WritableStream<Uint8Array>> | null;
-  readonly #stdout: PipeStream<ReadableStream<Uint8Array>> | null;
-  readonly #stderr: PipeStream<ReadableStream<Uint8Array>> | null;
+  readonly #stdout: ReturnType<typeof pipeReader> | null;
+  readonly #stderr: ReturnType<typeof pipeReader> | null;
   #pidfd: number;
   #tty: number | null;
   #done = false;
@@ -958,8 +979,8 @@ export class NamespaceProcess implements AsyncDisposable {
   async output(): Promise<NamespaceOutput> {
     const empty = Promise.resolve(new Uint8Array());
     const [stdout, stderr, status] = await Promise.all([
-      this.#stdout ? readAll(this.#stdout.stream) : empty,
-      this.#stderr ? readAll(this.#stderr.stream) : empty,
+      this.#stdout ? this.#stdout.readAll() : empty,
+      this.#stderr ? this.#stderr.readAll() : empty,
       this.status,
     ]);
     return { ...status, stdout, stderr };

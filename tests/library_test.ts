@@ -67,6 +67,34 @@ rootTest("execInNamespace() returns code, signal, success, stdout and stderr", a
   assert.deepEqual([ok.code, ok.success, ok.stdout.length], [0, true, 0]);
 });
 
+rootTest(
+  "output larger than a pipe arrives whole, collected or streamed, as with Deno.Command",
+  async () => {
+    await using target = await container("lib-big");
+    // 3 MB of numbered lines on stdout and 200 kB on stderr, interleaved: neither pipe may stall.
+    const script = "seq 1 400000 & seq 1 40000 >&2; wait";
+    const expected = await new Deno.Command("sh", { args: ["-c", script] }).output();
+    const out = await execInNamespace({ pid: target.pid, command: ["sh", "-c", script] });
+    assert.equal(out.code, 0);
+    assert.equal(out.stdout.length, expected.stdout.length);
+    assert.deepEqual(out.stdout, expected.stdout);
+    assert.deepEqual(out.stderr, expected.stderr);
+    // The stream, read chunk by chunk, gives the same bytes.
+    const child = spawnInNamespace({
+      pid: target.pid,
+      command: ["seq", "1", "400000"],
+      stdout: "piped",
+    });
+    const chunks = await Array.fromAsync(child.stdout);
+    assert.ok(chunks.length > 1);
+    assert.deepEqual(
+      new Uint8Array(await new Blob(chunks as Uint8Array<ArrayBuffer>[]).arrayBuffer()),
+      expected.stdout,
+    );
+    assert.equal((await child.status).code, 0);
+  },
+);
+
 rootTest("execInNamespace() reports death by a signal as Deno.Command does", async () => {
   await using target = await container("lib-target");
   const out = await execInNamespace({ pid: target.pid, command: ["sh", "-c", "kill -KILL $$"] });
