@@ -14,8 +14,8 @@
  * - Nothing that changes a namespace or credential goes through here: that
  *   happens only in the spawner's child (ffi/spawner/).
  * - `nonblocking: true` entries run on Deno's pool threads; only calls that do
- *   not care which thread runs them (read, write, wait4) may be nonblocking,
- *   and their errno cannot be read.
+ *   not care which thread runs them (poll, wait4) may be nonblocking, and their
+ *   errno cannot be read.
  *
  * @module
  */
@@ -31,20 +31,17 @@ const SYMBOLS = {
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   // ssize_t read(int fd, void *buf, size_t count)
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
-  // ssize_t read(int fd, void *buf, size_t count), on a pool thread
-  read_async: {
-    name: "read",
-    parameters: ["i32", "buffer", "usize"],
-    result: "isize",
+  // ssize_t write(int fd, const void *buf, size_t count)
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  // int poll(struct pollfd *fds, nfds_t nfds, int timeout), on a pool thread: src/poller.ts
+  poll_async: {
+    name: "poll",
+    parameters: ["buffer", "u64", "i32"],
+    result: "i32",
     nonblocking: true,
   },
-  // ssize_t write(int fd, const void *buf, size_t count), on a pool thread
-  write_async: {
-    name: "write",
-    parameters: ["i32", "buffer", "usize"],
-    result: "isize",
-    nonblocking: true,
-  },
+  // int eventfd(unsigned int initval, int flags)
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
   // ssize_t readlink(const char *path, char *buf, size_t size)
   readlink: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
   // pid_t wait4(pid_t pid, int *status, int options, struct rusage *rusage)

@@ -23,6 +23,7 @@ export const WNOHANG = 1;
 export const WUNTRACED = 2;
 export const WCONTINUED = 8;
 export const EINTR = 4;
+export const EAGAIN = 11;
 export const ECHILD = 10;
 
 const F_DUPFD_CLOEXEC = 1030;
@@ -149,12 +150,8 @@ export function openPty(ptmx: number): [number, number] | number {
   if ((type.mode & 0o170000) !== 0o020000 || type.major !== 5 || type.minor !== 2) return -19; // ENODEV
   const master = open(`/proc/self/fd/${ptmx}`, O_RDWR | O_NOCTTY | O_NONBLOCK);
   if (master < 0) return master;
-  // Reads of the master block on a pool thread: clear O_NONBLOCK again.
-  const flags = result(libc().fcntl(master, F_GETFL, 0));
-  const unblocked = flags < 0 ? flags : result(libc().fcntl(master, F_SETFL, flags & ~O_NONBLOCK));
-  const unlock = unblocked < 0
-    ? unblocked
-    : result(libc().ioctl_ptr(master, BigInt(TIOCSPTLCK), new Int32Array([0])));
+  // The master stays non-blocking: src/poller.ts tells when to read and write it.
+  const unlock = result(libc().ioctl_ptr(master, BigInt(TIOCSPTLCK), new Int32Array([0])));
   const slave = unlock < 0
     ? unlock
     : result(libc().ioctl_int(master, BigInt(TIOCGPTPEER), BigInt(O_RDWR | O_NOCTTY | O_CLOEXEC)));
@@ -183,7 +180,7 @@ export function readText(path: string): string | number {
   try {
     for (;;) {
       const buf = new Uint8Array(65536);
-      const n = result(Number(libc().read(fd, buf, BigInt(buf.length))));
+      const n = read(fd, buf);
       if (n === -EINTR) continue;
       if (n < 0) return n;
       if (n === 0) break;
@@ -201,14 +198,40 @@ export function readText(path: string): string | number {
   return decoder.decode(out);
 }
 
-/** read(2) on a pool thread; -1 on any error (errno is lost there). */
-export async function readAsync(fd: number, buf: Uint8Array<ArrayBuffer>): Promise<number> {
-  return Number(await libc().read_async(fd, buf, BigInt(buf.length)));
+/** read(2); on a non-blocking descriptor -EAGAIN says nothing is there yet. */
+export function read(fd: number, buf: Uint8Array<ArrayBuffer>): number {
+  return result(Number(libc().read(fd, buf, BigInt(buf.length))));
 }
 
-/** write(2) on a pool thread; -1 on any error (errno is lost there). */
-export async function writeAsync(fd: number, buf: Uint8Array<ArrayBuffer>): Promise<number> {
-  return Number(await libc().write_async(fd, buf, BigInt(buf.length)));
+/** write(2); on a non-blocking descriptor -EAGAIN says there is no room yet. */
+export function write(fd: number, buf: Uint8Array<ArrayBuffer>): number {
+  return result(Number(libc().write(fd, buf, BigInt(buf.length))));
+}
+
+/** fcntl(F_SETFL): makes reads and writes of `fd`'s open file description non-blocking. */
+export function setNonBlocking(fd: number): number {
+  const flags = result(libc().fcntl(fd, F_GETFL, 0));
+  return flags < 0 ? flags : result(libc().fcntl(fd, F_SETFL, flags | O_NONBLOCK));
+}
+
+const EFD_NONBLOCK = 0o4000;
+const EFD_CLOEXEC = 0o2000000;
+
+/** eventfd(2), non-blocking and close-on-exec. */
+export function eventFd(): number {
+  return result(libc().eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+}
+
+export const POLLIN = 0x1;
+export const POLLOUT = 0x4;
+
+/**
+ * poll(2) with no timeout, on a pool thread. `fds` holds `count` struct
+ * pollfd {int fd; short events; short revents}; returns how many are ready,
+ * or -1 (errno is lost there).
+ */
+export async function pollAsync(fds: Uint8Array<ArrayBuffer>, count: number): Promise<number> {
+  return await libc().poll_async(fds, BigInt(count), -1);
 }
 
 /** wait4(2) without blocking the event loop; the raw wait status, or -1. */
@@ -216,6 +239,13 @@ export async function waitAsync(pid: number, options = 0): Promise<number> {
   const status = new Int32Array(1);
   const rc = await libc().wait4_async(pid, status, options, null);
   return rc < 0 ? -1 : status[0]!;
+}
+
+/** wait4(2) with WNOHANG: the raw wait status once `pid` has ended (and is reaped), null while it runs, or a negative errno. */
+export function reap(pid: number): number | null {
+  const status = new Int32Array(1);
+  const rc = result(libc().wait4(pid, status, WNOHANG, null));
+  return rc === 0 ? null : rc < 0 ? rc : status[0]!;
 }
 
 /** wait4(2), blocking: only for a child known to be gone or going. */

@@ -4,6 +4,7 @@
  * @module
  */
 import { NamespaceError } from "./errors.ts";
+import { type Readiness, whenReady } from "./poller.ts";
 import {
   DEFAULT_NAMESPACES,
   NAMESPACE_TABLE,
@@ -17,6 +18,8 @@ import {
   check,
   close,
   dupAtLeast,
+  EAGAIN,
+  EINTR,
   O_DIRECTORY,
   O_PATH,
   O_RDONLY,
@@ -28,12 +31,16 @@ import {
   pidfdOpen,
   pidfdSendSignal,
   pipe,
-  readAsync,
+  POLLIN,
+  POLLOUT,
+  read,
   readlink,
   readText,
+  reap,
+  setNonBlocking,
   setWindowSize,
   waitAsync,
-  writeAsync,
+  write,
   WUNTRACED,
 } from "../ffi/syscalls.ts";
 
@@ -685,6 +692,8 @@ function start(
     held.add(ends[1]);
     const [readEnd, writeEnd] = ends;
     const [parentEnd, childEnd] = target === 0 ? [writeEnd, readEnd] : [readEnd, writeEnd];
+    // Ours is read and written without blocking (src/poller.ts); the command's end blocks.
+    check(setNonBlocking(parentEnd), { syscall: "fcntl", action: "Failed to set up a pipe" });
     pipes[target] = parentEnd;
     stdio.push([aboveStdio(childEnd, held), target]);
   });
@@ -757,32 +766,40 @@ function start(
 /** A stream over one end of a pipe, and a way to close that end even while the stream is locked. */
 interface PipeStream<S> {
   stream: S;
-  /** Closes the descriptor: at once, or when the read or write in flight returns. */
+  /** Closes the descriptor at once; a read or write waiting for it ends. */
   release(): Promise<void>;
 }
 
-/** Closes `fd` once, never while an operation on it is in flight (the number could be reused). */
-function pipeEnd(fd: number) {
-  let busy: Promise<unknown> | null = null;
+/**
+ * One non-blocking end of a pipe (or pty): waits for it in src/poller.ts,
+ * then reads or writes on this thread; closes it once.
+ */
+function pipeEnd(fd: number, events: number) {
+  let waiting: Readiness | null = null;
   let closed = false;
   return {
     get closed() {
       return closed;
     },
-    async run<T>(op: () => Promise<T>): Promise<T> {
-      busy = op();
-      try {
-        return (await busy) as T;
-      } finally {
-        busy = null;
+    /** `op` until it is not -EAGAIN (or -EINTR), waiting for the descriptor in between; null once closed. */
+    async io(op: () => number): Promise<number | null> {
+      for (;;) {
+        if (closed) return null;
+        const n = op();
+        if (n !== -EAGAIN && n !== -EINTR) return n;
+        waiting = whenReady(fd, events);
+        const ready = await waiting.ready;
+        waiting = null;
+        if (ready < 0) return ready;
       }
     },
-    async release(): Promise<void> {
-      if (busy) await busy.catch(() => {});
+    release(): Promise<void> {
       if (!closed) {
         closed = true;
+        waiting?.cancel();
         close(fd);
       }
+      return Promise.resolve();
     },
   };
 }
@@ -792,20 +809,19 @@ const FIRST_READ = 4096;
 const LARGEST_READ = 65536;
 
 /**
- * What is read from a pipe, on pool threads: as a stream, made on first use,
- * or, while no stream has been handed out, all of it up to EOF directly.
+ * What is read from a pipe: as a stream, made on first use, or, while no
+ * stream has been handed out, all of it up to EOF directly.
  */
 function pipeReader(fd: number): PipeStream<ReadableStream<Uint8Array>> & {
   readAll(): Promise<Uint8Array>;
 } {
-  const end = pipeEnd(fd);
+  const end = pipeEnd(fd, POLLIN);
   let size = FIRST_READ;
   /** The next chunk, or null at EOF (or on an error, or once released). */
   const next = async (): Promise<Uint8Array | null> => {
-    if (end.closed) return null;
     const buf = new Uint8Array(size);
-    const n = await end.run(() => readAsync(fd, buf));
-    if (end.closed) return null;
+    const n = await end.io(() => read(fd, buf));
+    if (n === null) return null;
     if (n <= 0) {
       await end.release();
       return null;
@@ -835,15 +851,15 @@ function pipeReader(fd: number): PipeStream<ReadableStream<Uint8Array>> & {
   };
 }
 
-/** A writable stream over a pipe, written on pool threads. */
+/** A writable stream over a pipe. */
 function pipeWriter(fd: number): PipeStream<WritableStream<Uint8Array>> {
-  const end = pipeEnd(fd);
+  const end = pipeEnd(fd, POLLOUT);
   const stream = new WritableStream<Uint8Array>({
     async write(chunk) {
       let rest = new Uint8Array(chunk);
       while (rest.length > 0) {
-        if (end.closed) throw new Error("The command's stdin is closed");
-        const n = await end.run(() => writeAsync(fd, rest));
+        const n = await end.io(() => write(fd, rest));
+        if (n === null) throw new Error("The command's stdin is closed");
         if (n <= 0) throw new Error("Failed to write to the command's stdin (the pipe is closed)");
         rest = rest.subarray(n);
       }
@@ -895,6 +911,13 @@ export class NamespaceProcess implements AsyncDisposable {
     this.#stdout = pipes[1] === null ? null : pipeReader(pipes[1]);
     this.#stderr = pipes[2] === null ? null : pipeReader(pipes[2]);
     const wait = async () => {
+      // Ended: its pidfd is readable. (Stops, for job control, only wait4 reports: on a pool thread.)
+      while (!onStop && this.#pidfd >= 0) {
+        const ready = await whenReady(this.#pidfd, POLLIN).ready;
+        const raw = reap(pid);
+        if (raw !== null) return raw;
+        if (ready < 0) break;
+      }
       for (;;) {
         const raw = await waitAsync(pid, onStop ? WUNTRACED : 0);
         if (raw < 0 || (raw & 0xff) !== 0x7f) return raw; // not WIFSTOPPED

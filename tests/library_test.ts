@@ -95,6 +95,26 @@ rootTest(
   },
 );
 
+rootTest(
+  "cancelling a stream with a read in flight ends it at once; the command runs on",
+  async () => {
+    await using target = await container("lib-cancel");
+    await using child = spawnInNamespace({
+      pid: target.pid,
+      command: ["sleep", "30"],
+      stdout: "piped",
+    });
+    const reader = child.stdout.getReader();
+    const read = reader.read();
+    const started = performance.now();
+    await reader.cancel();
+    assert.deepEqual(await read, { value: undefined, done: true });
+    assert.ok(performance.now() - started < 1000, "the cancel waited for the command");
+    child.kill("SIGKILL");
+    assert.equal((await child.status).signal, "SIGKILL");
+  },
+);
+
 rootTest("execInNamespace() reports death by a signal as Deno.Command does", async () => {
   await using target = await container("lib-target");
   const out = await execInNamespace({ pid: target.pid, command: ["sh", "-c", "kill -KILL $$"] });

@@ -1,0 +1,102 @@
+/**
+ * When a descriptor is ready, for every command at once: one poll(2), on one
+ * of Deno's pool threads, watches all the descriptors the library waits on
+ * (the parent's ends of pipes and ptys, the commands' pidfds).
+ *
+ * A blocking read or wait4 per descriptor would hold a pool thread for as long
+ * as its command runs, and Deno's pool has about 32 threads: 64 commands at
+ * once, three descriptors each, queued behind one another (measured for
+ * issue 7). Here readiness is all the pool thread learns; the reads, writes
+ * and reaping happen on the caller's thread, on non-blocking descriptors, so
+ * a descriptor closed while polled can at most cause one spurious wake-up.
+ *
+ * @module
+ */
+import { eventFd, pollAsync, read, write } from "../ffi/syscalls.ts";
+
+interface Waiter {
+  fd: number;
+  events: number;
+  resolve(revents: number): void;
+}
+
+/** A wait for a descriptor. */
+export interface Readiness {
+  /** What poll(2) reported for it; 0 once cancelled; -1 when poll(2) itself keeps failing. */
+  ready: Promise<number>;
+  /** Ends the wait at once. */
+  cancel(): void;
+}
+
+const waiters = new Set<Waiter>();
+/** Written to interrupt the poll in flight, so that it starts again with new waiters. */
+let wakeFd = -1;
+let polling = false;
+let woken = false;
+const POLLIN = 0x1;
+/** An eventfd's counter is written as 8 bytes: add 1. */
+const WAKE = new Uint8Array(new BigUint64Array([1n]).buffer);
+/** poll(2) fails with EINTR when a signal comes; this many failures in a row are given up on. */
+const FAILURES = 3;
+
+/**
+ * Waits until `fd` has one of `events` (POLLIN, POLLOUT), or an error or
+ * hang-up; resolves with what poll(2) reported.
+ *
+ * @throws {Error} when no eventfd can be made (out of descriptors)
+ */
+export function whenReady(fd: number, events: number): Readiness {
+  if (wakeFd < 0) {
+    wakeFd = eventFd();
+    if (wakeFd < 0) throw new Error(`Cannot make an eventfd: errno ${-wakeFd}`);
+  }
+  let waiter!: Waiter;
+  const ready = new Promise<number>((resolve) => {
+    waiter = { fd, events, resolve };
+  });
+  waiters.add(waiter);
+  if (!polling) {
+    void run();
+  } else if (!woken) {
+    woken = true;
+    write(wakeFd, WAKE);
+  }
+  return {
+    ready,
+    cancel: () => {
+      if (waiters.delete(waiter)) waiter.resolve(0);
+    },
+  };
+}
+
+/** Polls while anyone waits; the poll in flight keeps the event loop alive, and only then. */
+async function run(): Promise<void> {
+  polling = true;
+  let failures = 0;
+  try {
+    while (waiters.size > 0) {
+      const list = [...waiters];
+      const buffer = new ArrayBuffer(8 * (list.length + 1));
+      const fds = new Int32Array(buffer);
+      const flags = new Int16Array(buffer);
+      fds[0] = wakeFd;
+      flags[2] = POLLIN;
+      list.forEach((waiter, i) => {
+        fds[2 * (i + 1)] = waiter.fd;
+        flags[4 * (i + 1) + 2] = waiter.events;
+      });
+      const n = await pollAsync(new Uint8Array(buffer), list.length + 1);
+      // Wake-ups asked for from here on interrupt the next poll.
+      woken = false;
+      if (flags[3] !== 0) read(wakeFd, new Uint8Array(8));
+      failures = n < 0 ? failures + 1 : 0;
+      if (n < 0 && failures < FAILURES) continue;
+      list.forEach((waiter, i) => {
+        const revents = n < 0 ? -1 : flags[4 * (i + 1) + 3]!;
+        if (revents !== 0 && waiters.delete(waiter)) waiter.resolve(revents);
+      });
+    }
+  } finally {
+    polling = false;
+  }
+}
