@@ -455,6 +455,7 @@ async function cliFigure(
   s: Settings,
   pid: number,
   hello: string,
+  spawnTrue: string,
   scratch: string,
   report: Report,
   verdicts: Verdict[],
@@ -482,6 +483,10 @@ async function cliFigure(
       cmd: "nsenter",
       args: ["-t", P, "-u", "-i", "-n", "-m", "-p", "true"],
     },
+    // Where the time goes: Deno's floor for any program that runs a command, and ns-tool's
+    // start-up with the imports of the exec path but no FFI and no spawn.
+    { name: "deno run: hello + Deno.Command(true)", cmd: DENO, args: ["run", "-A", spawnTrue] },
+    { name: "ns-tool --version (imports only)", cmd: DENO, args: ["run", "-A", CLI, "--version"] },
   ] as const;
   progress(`figure 1: CLI whole process, ${variants.length} variants x ${s.cliRounds} rounds`);
   for (const v of variants) await checkRun(v.cmd, v.args);
@@ -701,19 +706,36 @@ async function libraryFigure(
   });
 }
 
-async function growthFigure(s: Settings, pid: number, report: Report): Promise<void> {
+/** Deno.memoryUsage() after a full collection, when the bench runs with --expose-gc (deno task bench). */
+function memoryAfterGc(): Deno.MemoryUsage {
+  (globalThis as { gc?: () => void }).gc?.();
+  return Deno.memoryUsage();
+}
+
+async function growthFigure(
+  s: Settings,
+  pid: number,
+  report: Report,
+  verdicts: Verdict[],
+): Promise<void> {
   progress(`figure 3a: ${s.growthCalls} sequential library calls`);
-  const before = { mem: Deno.memoryUsage(), fds: openDescriptors(), kids: ownChildren() };
+  const gcNote = "gc" in globalThis
+    ? "after a full garbage collection (--expose-gc)"
+    : "without a forced GC (run with --v8-flags=--expose-gc for one)";
+  const before = { mem: memoryAfterGc(), fds: openDescriptors(), kids: ownChildren() };
   const times: number[] = [];
   const lib = () => libCall(pid);
   const step = Math.max(1, Math.floor(s.growthCalls / 5));
   const curve: string[] = [`0: ${mib(before.mem.rss)}`];
   for (let done = 0; done < s.growthCalls; done += step) {
     await timeCalls(Math.min(step, s.growthCalls - done), lib, times);
-    curve.push(`${Math.min(done + step, s.growthCalls)}: ${mib(Deno.memoryUsage().rss)}`);
+    const now = memoryAfterGc();
+    curve.push(
+      `${Math.min(done + step, s.growthCalls)}: ${mib(now.rss)} / ${mib(now.heapUsed)}`,
+    );
     progress(`  ${Math.min(done + step, s.growthCalls)}/${s.growthCalls}`);
   }
-  const after = { mem: Deno.memoryUsage(), fds: openDescriptors(), kids: ownChildren() };
+  const after = { mem: memoryAfterGc(), fds: openDescriptors(), kids: ownChildren() };
   const w = Math.min(s.growthWindow, Math.floor(times.length / 2));
   const first = summarize(times.slice(0, w));
   const last = summarize(times.slice(times.length - w));
@@ -721,7 +743,7 @@ async function growthFigure(s: Settings, pid: number, report: Report): Promise<v
   report.text(
     `${s.growthCalls} sequential \`execInNamespace({ pid, command: ["true"] })\` calls in this ` +
       `process (after figures 1 and 2); the first and last ${w} compared. RSS and heap from ` +
-      `\`Deno.memoryUsage()\` (no forced GC); descriptors counted in /proc/self/fd; child ` +
+      `\`Deno.memoryUsage()\` ${gcNote}; descriptors counted in /proc/self/fd; child ` +
       `processes (other than the targets' unshare) from /proc/self/task/*/children: unreaped ` +
       `commands would show here.`,
   );
@@ -771,7 +793,19 @@ async function growthFigure(s: Settings, pid: number, report: Report): Promise<v
     ],
     ["l", "r", "r", "r"],
   );
-  report.text(`RSS MiB by calls done: ${curve.join(", ")}.`);
+  report.text(`RSS / V8 heap used, MiB, by calls done: ${curve.join(", ")}.`);
+  // Flat: the last calls no slower than the first (within 10%), the heap within 2 MiB after a
+  // collection, and not one descriptor or child more.
+  const heapGrowth = after.mem.heapUsed - before.mem.heapUsed;
+  verdicts.push({
+    what: `growth over ${s.growthCalls} calls: time, heap, descriptors, children`,
+    value: `${ratio(last.median / first.median)}, ${signed(heapGrowth, mib)} MiB, ${
+      signed(after.fds - before.fds, String)
+    }, ${signed(after.kids - before.kids, String)}`,
+    target: "<= 1.10x, < 2 MiB, +0, +0",
+    met: last.median <= first.median * 1.1 && heapGrowth < 2 * 1024 * 1024 &&
+      after.fds === before.fds && after.kids === before.kids,
+  });
 }
 
 interface SweepRow {
@@ -947,9 +981,10 @@ async function main(): Promise<void> {
   const verdicts: Verdict[] = [];
 
   const hello = Deno.makeTempFileSync({ prefix: "ns-tool-bench-hello-", suffix: ".ts" });
+  const spawnTrue = Deno.makeTempFileSync({ prefix: "ns-tool-bench-spawn-", suffix: ".ts" });
   const scratch = Deno.makeTempFileSync({ prefix: "ns-tool-bench-time-" });
   const removeTemp = () => {
-    for (const file of [hello, scratch]) {
+    for (const file of [hello, spawnTrue, scratch]) {
       try {
         Deno.removeSync(file);
       } catch {
@@ -975,6 +1010,10 @@ async function main(): Promise<void> {
   }, 1000);
   try {
     Deno.writeTextFileSync(hello, 'console.log("Hello, world!");\n');
+    Deno.writeTextFileSync(
+      spawnTrue,
+      'console.log("Hello, world!");\nawait new Deno.Command("true").output();\n',
+    );
     progress("starting targets");
     const main = await startTarget("A", []);
     let extra: Target | undefined;
@@ -999,9 +1038,9 @@ async function main(): Promise<void> {
         `Times in milliseconds; pN is the N-th percentile.`,
     );
 
-    await cliFigure(s, main.pid, hello, scratch, report, verdicts);
+    await cliFigure(s, main.pid, hello, spawnTrue, scratch, report, verdicts);
     await libraryFigure(s, main.pid, report, verdicts);
-    await growthFigure(s, main.pid, report);
+    await growthFigure(s, main.pid, report, verdicts);
     await sweepFigure(s, main, extra, extraNote, report);
 
     report.heading("Targets");
