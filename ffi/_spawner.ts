@@ -167,6 +167,8 @@ export type SpawnResult =
 
 interface Loaded {
   call: (block: Deno.PointerObject) => bigint;
+  /** The same, on one of Deno's pool threads: that thread waits out the vfork, this one goes on. */
+  callOffThread: (block: Deno.PointerObject) => Promise<bigint>;
   /** The address of ns_forward_signal, a signal handler. */
   forwardSignal: Deno.PointerObject;
   /** The handler's data page: the pidfd signals go to (-1: none yet). */
@@ -175,10 +177,11 @@ interface Loaded {
   pending: BigInt64Array;
   /** The handler's data page: nonzero to pass on kernel-sent signals too. */
   all: Int32Array;
-  block?: Block | undefined;
+  /** Blocks not in use: each spawn takes one, and gives it back when the child is done with it. */
+  free: Block[];
 }
 
-/** The block, mapped once and kept (spawns are synchronous), with views over it. */
+/** A block: mapped once and reused, with views over it. */
 interface Block {
   address: Deno.PointerObject;
   size: number;
@@ -220,12 +223,13 @@ function load(): Loaded {
   const base = Deno.UnsafePointer.value(address);
   const at = (offset: number) => Deno.UnsafePointer.create(base + BigInt(offset))!;
   const definition = { parameters: ["pointer"], result: "i64" } as const;
-  const fn = new Deno.UnsafeFnPointer(
-    at(code.entries.ns_spawn) as Deno.PointerObject<typeof definition>,
-    definition,
-  );
+  const entry = at(code.entries.ns_spawn) as Deno.PointerObject<typeof definition>;
+  const fn = new Deno.UnsafeFnPointer(entry, definition);
+  const offThread = new Deno.UnsafeFnPointer(entry, { ...definition, nonblocking: true });
   loaded = {
     call: (block) => fn.call(block),
+    callOffThread: (block) => offThread.call(block),
+    free: [],
     forwardSignal: at(code.entries.ns_forward_signal),
     target,
     pending,
@@ -275,11 +279,12 @@ class BlockWriter {
   readonly base: number;
   #offset = HEADER;
 
-  constructor(block: Block) {
+  /** `clear`: a new layout, over a zeroed header (else: reading back). */
+  constructor(block: Block, clear = true) {
     this.bytes = block.bytes;
     this.words = block.words;
     this.base = block.base;
-    this.bytes.fill(0, 0, HEADER);
+    if (clear) this.bytes.fill(0, 0, HEADER);
   }
 
   set(offset: number, value: number | bigint): void {
@@ -350,23 +355,40 @@ function blockSize(plan: SpawnPlan): number {
   return Math.ceil(size / 4096) * 4096;
 }
 
-function block(size: number): Block {
-  const state = load();
-  if (state.block && state.block.size >= size) return state.block;
-  if (state.block) unmap(state.block.address, state.block.size);
-  state.block = undefined;
+/** Free blocks kept for the next spawns; more are unmapped. */
+const KEEP_FREE = 8;
+
+function takeBlock(size: number): Block {
+  const { free } = load();
+  const i = free.findIndex((b) => b.size >= size);
+  if (i >= 0) return free.splice(i, 1)[0]!;
   const address = mapAnonymous(size, PROT_READ | PROT_WRITE, MAP_SHARED);
   if (typeof address === "number") throw new Error(`Cannot map the spawn block: errno ${-address}`);
   const buffer = Deno.UnsafePointerView.getArrayBuffer(address, size);
-  state.block = {
+  return {
     address,
     size,
     bytes: new Uint8Array(buffer),
     words: new BigInt64Array(buffer),
     base: Number(Deno.UnsafePointer.value(address)),
   };
-  return state.block;
 }
+
+function giveBack(block: Block): void {
+  const { free } = load();
+  if (free.length < KEEP_FREE) free.push(block);
+  else unmap(block.address, block.size);
+}
+
+/**
+ * Spawns whose child may still hold this process's memory, and this
+ * process's dumpable flag from before the first of them. The child makes the
+ * memory non-dumpable (see x86_64.S, step 0); with CLONE_VM that is the
+ * caller's memory too, and credential changes in the child do the same: the
+ * flag is put back when the last of them is done.
+ */
+let inFlight = 0;
+let dumpableBefore = -1;
 
 /**
  * Starts the command as the plan says. Synchronous: when it returns, the
@@ -374,9 +396,32 @@ function block(size: number): Block {
  * or the native child has failed and been reaped.
  */
 export function spawn(plan: SpawnPlan): SpawnResult {
-  const size = blockSize(plan);
-  const mapped = block(size);
-  const b = new BlockWriter(mapped);
+  const block = begin(plan);
+  return end(plan, block, () => Number(loaded!.call(block.address)));
+}
+
+/**
+ * As {@linkcode spawn}, but one of Deno's pool threads waits while the child
+ * joins and calls execve, so this thread can start other commands meanwhile.
+ * That costs a hand-over to the pool and back: worth it only when commands
+ * run side by side.
+ */
+export async function spawnOffThread(plan: SpawnPlan): Promise<SpawnResult> {
+  const block = begin(plan);
+  let pid;
+  try {
+    pid = Number(await loaded!.callOffThread(block.address));
+  } catch (error) {
+    end(plan, block, () => -1);
+    throw error;
+  }
+  return end(plan, block, () => pid);
+}
+
+/** Takes a block and lays out the plan in it. */
+function begin(plan: SpawnPlan): Block {
+  const block = takeBlock(blockSize(plan));
+  const b = new BlockWriter(block);
   b.set(CLONE_FLAGS, (plan.shareMemory ? CLONE_VM : 0) | CLONE_VFORK | SIGCHLD);
   let flags = (plan.fork ? F_FORK : 0) | (plan.noDump === false ? 0 : F_NODUMP);
   if (plan.dropGroups) flags |= F_SETGROUPS;
@@ -447,12 +492,24 @@ export function spawn(plan: SpawnPlan): SpawnResult {
   b.set(PIDFD_MASK, plan.pidfd?.mask ?? 0);
   b.set(CGROUP_FD, plan.cgroupFd ?? -1);
 
-  // The child makes the memory non-dumpable (see x86_64.S, step 0); with
-  // CLONE_VM that is the caller's memory too, and credential changes in the
-  // child do the same: put the caller's flag back.
-  const dumpable = getDumpable();
-  const pid = Number(loaded!.call(mapped.address));
-  if (plan.shareMemory && dumpable > 0) setDumpable(dumpable);
+  if (inFlight++ === 0) dumpableBefore = getDumpable();
+  return block;
+}
+
+/** Runs the call (the child's pid, or a negative errno), then reads back what happened. */
+function end(plan: SpawnPlan, block: Block, call: () => number): SpawnResult {
+  let pid;
+  try {
+    pid = call();
+  } finally {
+    if (--inFlight === 0 && dumpableBefore > 0) setDumpable(dumpableBefore);
+  }
+  const result = outcome(plan, new BlockWriter(block, false), pid);
+  giveBack(block);
+  return result;
+}
+
+function outcome(plan: SpawnPlan, b: BlockWriter, pid: number): SpawnResult {
   if (pid < 0) return { ok: false, stage: "fork", errno: -pid, detail: 0 };
   const grandchild = plan.fork ? b.get(GRANDCHILD) : 0;
   const status = b.get(STATUS);

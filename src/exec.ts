@@ -12,7 +12,13 @@ import {
   type NamespaceType,
   normalizeNamespaces,
 } from "./namespaces.ts";
-import { spawn, type SpawnOp, type SpawnPlan, type SpawnResult } from "../ffi/_spawner.ts";
+import {
+  spawn,
+  spawnOffThread,
+  type SpawnOp,
+  type SpawnPlan,
+  type SpawnResult,
+} from "../ffi/_spawner.ts";
 import { signalName } from "../ffi/_libc.ts";
 import {
   check,
@@ -266,6 +272,12 @@ class Descriptors {
     const i = this.#fds.indexOf(fd);
     if (i >= 0) this.#fds.splice(i, 1);
   }
+  /** A holder of these descriptors instead of this one. */
+  move(): Descriptors {
+    const moved = new Descriptors();
+    moved.#fds.push(...this.#fds.splice(0));
+    return moved;
+  }
   [Symbol.dispose](): void {
     for (const fd of this.#fds.splice(0)) close(fd);
   }
@@ -504,6 +516,16 @@ export interface CreatePlan {
  */
 let pidfdJoins = true;
 
+/** Commands started here that have not ended yet. */
+let running = 0;
+
+/** A plan ready to spawn, holding what it opened; dispose closes what `finish` did not keep. */
+interface Prepared extends Disposable {
+  plan: SpawnPlan;
+  /** The started command, from the spawn's result; throws the NamespaceError of a failed one. */
+  finish(result: SpawnResult): Started;
+}
+
 function start(
   options: NamespaceCommandOptions,
   defaults: { stdout: StdioMode; stderr: StdioMode },
@@ -511,6 +533,26 @@ function start(
   create?: CreatePlan,
   withFiles = false,
 ): Started {
+  using prepared = prepare(options, defaults, internals, create, withFiles);
+  return prepared.finish(spawn(prepared.plan));
+}
+
+/** As {@linkcode start}, with the spawn's wait on a pool thread (see spawnOffThread). */
+async function startOffThread(
+  options: NamespaceCommandOptions,
+  defaults: { stdout: StdioMode; stderr: StdioMode },
+): Promise<Started> {
+  using prepared = prepare(options, defaults, {}, undefined, false);
+  return prepared.finish(await spawnOffThread(prepared.plan));
+}
+
+function prepare(
+  options: NamespaceCommandOptions,
+  defaults: { stdout: StdioMode; stderr: StdioMode },
+  internals: SpawnInternals,
+  create: CreatePlan | undefined,
+  withFiles: boolean,
+): Prepared {
   validate(options, create !== undefined);
   const { pid, nsPaths = {} } = options;
   using held = new Descriptors();
@@ -735,32 +777,35 @@ function start(
     ...(uid !== undefined ? { uid } : {}),
     ...(tty ? { session: { controllingTerminal: true } } : {}),
   };
-  const result = spawn(plan);
-  if (!result.ok && viaPidfd && result.stage === "setns") {
-    if (result.errno === ESRCH) throw exited("setns");
-    // Nothing has run. Again with the files: they work on kernels before 5.8, and where
-    // the join is refused they say which namespace and why.
-    const started = start(options, defaults, internals, create, true);
-    pidfdJoins = false;
-    return started;
-  }
-  if (!result.ok) {
-    throw failure(result, {
-      pid: pid ?? 0,
-      program,
-      joined,
-      ops: [...create?.preOps ?? [], ...create?.postOps ?? []],
-      preOps: create?.preOps.length ?? 0,
-      nsPaths,
-      cwdInside: options.cwdInside,
-      uid,
-      gid,
-    });
-  }
-  // The parent keeps only its ends of the pipes; everything else closes here.
-  for (const fd of pipes) if (fd !== null) held.release(fd);
-  if (tty) held.release(tty.master);
-  return { pid: result.pid, pipes, tty: tty?.master ?? null };
+  const kept = held.move();
+  const finish = (result: SpawnResult): Started => {
+    if (!result.ok && viaPidfd && result.stage === "setns") {
+      if (result.errno === ESRCH) throw exited("setns");
+      // Nothing has run. Again with the files: they work on kernels before 5.8, and where
+      // the join is refused they say which namespace and why.
+      const started = start(options, defaults, internals, create, true);
+      pidfdJoins = false;
+      return started;
+    }
+    if (!result.ok) {
+      throw failure(result, {
+        pid: pid ?? 0,
+        program,
+        joined,
+        ops: [...create?.preOps ?? [], ...create?.postOps ?? []],
+        preOps: create?.preOps.length ?? 0,
+        nsPaths,
+        cwdInside: options.cwdInside,
+        uid,
+        gid,
+      });
+    }
+    // The parent keeps only its ends of the pipes; everything else closes on dispose.
+    for (const fd of pipes) if (fd !== null) kept.release(fd);
+    if (tty) kept.release(tty.master);
+    return { pid: result.pid, pipes, tty: tty?.master ?? null };
+  };
+  return { plan, finish, [Symbol.dispose]: () => kept[Symbol.dispose]() };
 }
 
 /** A stream over one end of a pipe, and a way to close that end even while the stream is locked. */
@@ -924,7 +969,8 @@ export class NamespaceProcess implements AsyncDisposable {
         onStop!();
       }
     };
-    this.status = wait().then((raw) => {
+    running++;
+    this.status = wait().finally(() => running--).then((raw) => {
       this.#done = true;
       if (this.#pidfd >= 0) close(this.#pidfd);
       this.#pidfd = -1;
@@ -1106,6 +1152,11 @@ export async function execInNamespace(options: NamespaceCommandOptions): Promise
       'execInNamespace() cannot pipe stdin: use spawnInNamespace({ stdin: "piped" })',
     );
   }
-  const { pid, pipes, tty } = start(options, { stdout: "piped", stderr: "piped" }, {});
+  const defaults = { stdout: "piped", stderr: "piped" } as const;
+  // With other commands running, a pool thread waits for this one's execve, and this thread
+  // goes on starting others; alone, the hand-over to the pool would only add to the wait.
+  const { pid, pipes, tty } = running > 0
+    ? await startOffThread(options, defaults)
+    : start(options, defaults, {});
   return await new NamespaceProcess(pid, pipes, undefined, tty).output();
 }

@@ -315,6 +315,18 @@ rootTest(
         assert.equal(text(out.stdout), "0\n", String(namespaces));
         assert.equal(lib.symbols.prctl(PR_GET_DUMPABLE, 0n), 1, String(namespaces));
       }
+      // Side by side, spawned from pool threads while others still run: the flag comes back
+      // once the last child that shared the memory has called execve.
+      const outs = await Promise.all(
+        Array.from({ length: 16 }, (_, i) =>
+          execInNamespace({
+            pid: target.pid,
+            namespaces: i % 2 ? ["uts"] : ["user", "uts", "pid"],
+            command: ["sh", "-c", "sleep 0.05; id -u"],
+          })),
+      );
+      assert.deepEqual(outs.map((out) => text(out.stdout)), Array(16).fill("0\n"));
+      assert.equal(lib.symbols.prctl(PR_GET_DUMPABLE, 0n), 1, "after concurrent calls");
     } finally {
       lib.close();
     }
