@@ -31,7 +31,8 @@ export interface Readiness {
 const waiters = new Set<Waiter>();
 /** Written to interrupt the poll in flight, so that it starts again with new waiters. */
 let wakeFd = -1;
-let polling = false;
+/** idle: no poll; queued: one starts in a microtask, with every waiter added until then. */
+let state: "idle" | "queued" | "polling" = "idle";
 let woken = false;
 const POLLIN = 0x1;
 /** An eventfd's counter is written as 8 bytes: add 1. */
@@ -55,9 +56,12 @@ export function whenReady(fd: number, events: number): Readiness {
     waiter = { fd, events, resolve };
   });
   waiters.add(waiter);
-  if (!polling) {
-    void run();
-  } else if (!woken) {
+  if (state === "idle") {
+    // From a microtask: the waits asked for in the same stretch (a command's pipes and its
+    // pidfd) go into the first poll together, not into a poll interrupted at once.
+    state = "queued";
+    queueMicrotask(run);
+  } else if (state === "polling" && !woken) {
     woken = true;
     write(wakeFd, WAKE);
   }
@@ -71,7 +75,7 @@ export function whenReady(fd: number, events: number): Readiness {
 
 /** Polls while anyone waits; the poll in flight keeps the event loop alive, and only then. */
 async function run(): Promise<void> {
-  polling = true;
+  state = "polling";
   let failures = 0;
   try {
     while (waiters.size > 0) {
@@ -97,6 +101,6 @@ async function run(): Promise<void> {
       });
     }
   } finally {
-    polling = false;
+    state = "idle";
   }
 }
