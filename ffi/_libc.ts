@@ -2,13 +2,15 @@
  * The one FFI symbol table, and how libc is reached. Nothing is opened at
  * import time.
  *
- * Symbols are bound one by one, on first use: dlsym(3) finds the function in
- * the process (Deno links glibc) and a `Deno.UnsafeFnPointer` wraps it, about
- * 0.02 ms each. A `Deno.dlopen` of the whole table would compile a fast-call
- * trampoline per symbol up front: about 0.14 ms each, 5 to 6 ms for this
- * table, a quarter of Deno's own start-up, for symbols a run mostly does not
- * use (measured for issue 7). A call through UnsafeFnPointer costs about 3 µs
- * more; a spawn makes a few dozen calls.
+ * Two ways to bind, measured for issue 7:
+ * - One by one, on first use (the default, for the CLI): dlsym(3) finds the
+ *   function in the process (Deno links glibc) and a `Deno.UnsafeFnPointer`
+ *   wraps it, about 0.02 ms each. A call then costs 3 to 9 µs.
+ * - All at once, with {@linkcode bindAll} (the library's first call does it):
+ *   one `Deno.dlopen` of the table compiles a fast-call trampoline per symbol,
+ *   about 0.14 ms each, 5 to 6 ms in all, a quarter of Deno's own start-up.
+ *   Calls then cost under 1 µs: with a few dozen per spawn, 64 commands at
+ *   once ran 11% faster.
  *
  * Rules that every entry follows (see ../shared/notes/platform-facts.md):
  * - Nothing that changes a namespace or credential goes through here: that
@@ -113,9 +115,32 @@ export type Libc = Deno.DynamicLibrary<Symbols>["symbols"];
 const DLSYM_LIBRARY = "libdl.so.2";
 
 let loaded: Libc | undefined;
+let allBound = false;
 
 /**
- * The libc symbols; each is bound on first use.
+ * Binds every symbol through one `Deno.dlopen` of libc, for fast calls from
+ * now on (see above). Idempotent.
+ *
+ * @throws {Error} where libc cannot be loaded
+ */
+export function bindAll(): void {
+  if (allBound) return;
+  const table = libc() as unknown as Record<string, unknown>;
+  let fast;
+  try {
+    fast = Deno.dlopen("libc.so.6", SYMBOLS).symbols as unknown as Record<string, unknown>;
+  } catch (cause) {
+    throw new Error(`Cannot load libc.so.6 (ns-tool needs glibc 2.32+): ${cause}`, { cause });
+  }
+  for (const key of Object.keys(SYMBOLS)) {
+    Object.defineProperty(table, key, { value: fast[key], enumerable: true });
+  }
+  allBound = true;
+}
+
+/**
+ * The libc symbols; each is bound on first use, unless {@linkcode bindAll}
+ * bound them all.
  *
  * @throws {Error} where libc cannot be reached (not Linux, not glibc, no --allow-ffi)
  */
@@ -155,7 +180,7 @@ export function libc(): Libc {
         );
         const call = (...args: unknown[]) => (fn.call as (...args: unknown[]) => unknown)(...args);
         // From now on a plain property: the lookup is paid once.
-        Object.defineProperty(table, key, { value: call, enumerable: true });
+        Object.defineProperty(table, key, { value: call, enumerable: true, configurable: true });
         return call;
       },
     });

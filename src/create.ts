@@ -12,6 +12,7 @@ import {
 } from "./exec.ts";
 import { NAMESPACE_TABLE, type NamespaceType, normalizeNamespaces } from "./namespaces.ts";
 import type { SpawnOp } from "../ffi/_spawner.ts";
+import { bindAll } from "../ffi/_libc.ts";
 import { getegid, geteuid, unmountLazily } from "../ffi/syscalls.ts";
 
 /** Options of {@linkcode spawnInNewNamespaces} and {@linkcode execInNewNamespaces}. */
@@ -159,6 +160,7 @@ function opsOf(
  * ```
  */
 export function spawnInNewNamespaces(options: NewNamespaceOptions): NamespaceProcess {
+  bindAll(); // a library is called again and again: fast FFI calls (ffi/_libc.ts)
   return spawnNewWith(options, {});
 }
 

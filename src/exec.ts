@@ -19,7 +19,7 @@ import {
   type SpawnPlan,
   type SpawnResult,
 } from "../ffi/_spawner.ts";
-import { signalName } from "../ffi/_libc.ts";
+import { bindAll, signalName } from "../ffi/_libc.ts";
 import {
   check,
   close,
@@ -1101,6 +1101,7 @@ export class NamespaceProcess implements AsyncDisposable {
  * ```
  */
 export function spawnInNamespace(options: NamespaceCommandOptions): NamespaceProcess {
+  bindAll(); // a library is called again and again: fast FFI calls (ffi/_libc.ts)
   return spawnWith(options, {});
 }
 
@@ -1147,6 +1148,7 @@ export function spawnPlanned(
  * ```
  */
 export async function execInNamespace(options: NamespaceCommandOptions): Promise<NamespaceOutput> {
+  bindAll(); // a library is called again and again: fast FFI calls (ffi/_libc.ts)
   if (options.stdin === "piped") {
     throw new TypeError(
       'execInNamespace() cannot pipe stdin: use spawnInNamespace({ stdin: "piped" })',

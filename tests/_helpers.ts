@@ -4,12 +4,12 @@
  * skip with a printed reason.
  */
 
-import { libc } from "../ffi/_libc.ts";
+import { bindAll } from "../ffi/_libc.ts";
 
-// libc stays open for the process's life (it is loaded on first use); open it
-// here, outside any test, so the resource sanitizer does not count it as a
-// leak of whichever test happens to use it first.
-libc();
+// libc stays open for the process's life (the library's first call binds it);
+// open it here, outside any test, so the resource sanitizer does not count it
+// as a leak of whichever test happens to call the library first.
+bindAll();
 
 export const IS_ROOT = Deno.uid() === 0;
 export const CLI = new URL("../cli.ts", import.meta.url).pathname;
