@@ -750,7 +750,10 @@ function prepare(
       );
     }
   }
-  const envRecord = { ...baseEnv, ...options.env };
+  // (A spread of the whole environment showed in profiles: only when there is something to add.)
+  const envRecord = options.env && Object.keys(options.env).length > 0
+    ? { ...baseEnv, ...options.env }
+    : baseEnv;
   const env = Object.entries(envRecord).map(([key, value]) => `${key}=${value}`);
   const command = options.command ?? [Deno.env.get("SHELL") || "/bin/sh"];
   const program = command[0]!;
