@@ -312,9 +312,18 @@ class BlockWriter {
   /** Writes `text` as UTF-8 with a NUL, 8-aligned; returns its address. */
   putString(text: string): number {
     const at = this.#align(8);
-    const { written } = encoder.encodeInto(text, this.bytes.subarray(at));
-    this.bytes[at + written] = 0;
-    this.#offset = at + written + 1;
+    // ASCII, byte by byte (most strings: no view or result object per string); else encodeInto.
+    let end = at;
+    for (let i = 0; i < text.length; i++, end++) {
+      const unit = text.charCodeAt(i);
+      if (unit >= 0x80) {
+        end = at + encoder.encodeInto(text, this.bytes.subarray(at)).written;
+        break;
+      }
+      this.bytes[end] = unit;
+    }
+    this.bytes[end] = 0;
+    this.#offset = end + 1;
     return this.base + at;
   }
 
@@ -342,14 +351,16 @@ class BlockWriter {
 }
 
 function blockSize(plan: SpawnPlan): number {
-  const opStrings = [...(plan.preOps ?? []), ...(plan.postOps ?? [])].flatMap((op) =>
-    Object.values(op).filter((v): v is string => typeof v === "string")
-  );
-  const strings = [...plan.argv, ...plan.env, ...plan.candidates, plan.cwdPath ?? "", ...opStrings];
   let size = HEADER + 2 * STACK_SIZE + 64;
   // An upper bound, without encoding: a UTF-16 unit is at most 3 bytes of UTF-8. Each string
-  // also takes its NUL, 8-byte alignment and a pointer.
-  for (const s of strings) size += s.length * 3 + 1 + 8 + 8;
+  // also takes its NUL, 8-byte alignment and a pointer. (Loops, not a joined array: this runs
+  // on every spawn, and the garbage showed in heap profiles.)
+  const count = (s: string) => (size += s.length * 3 + 1 + 8 + 8);
+  for (const list of [plan.argv, plan.env, plan.candidates]) list.forEach(count);
+  count(plan.cwdPath ?? "");
+  for (const op of [...(plan.preOps ?? []), ...(plan.postOps ?? [])]) {
+    for (const value of Object.values(op)) if (typeof value === "string") count(value);
+  }
   const ops = (plan.preOps?.length ?? 0) + (plan.postOps?.length ?? 0);
   size += (plan.steps.length * 3 + plan.stdio.length * 2 + ops * 6 + 8) * 8;
   return Math.ceil(size / 4096) * 4096;

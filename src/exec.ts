@@ -754,7 +754,8 @@ function prepare(
   const envRecord = options.env && Object.keys(options.env).length > 0
     ? { ...baseEnv, ...options.env }
     : baseEnv;
-  const env = Object.entries(envRecord).map(([key, value]) => `${key}=${value}`);
+  const env: string[] = [];
+  for (const key in envRecord) env.push(`${key}=${envRecord[key]}`);
   const command = options.command ?? [Deno.env.get("SHELL") || "/bin/sh"];
   const program = command[0]!;
   const joinsUser = types.includes("user");
