@@ -16,7 +16,7 @@
  * - Nothing that changes a namespace or credential goes through here: that
  *   happens only in the spawner's child (ffi/spawner/).
  * - `nonblocking: true` entries run on Deno's pool threads; only calls that do
- *   not care which thread runs them (poll, wait4) may be nonblocking, and their
+ *   not care which thread runs them (ppoll, wait4) may be nonblocking, and their
  *   errno cannot be read.
  *
  * @module
@@ -35,10 +35,11 @@ const SYMBOLS = {
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   // ssize_t write(int fd, const void *buf, size_t count)
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
-  // int poll(struct pollfd *fds, nfds_t nfds, int timeout), on a pool thread: src/poller.ts
-  poll_async: {
-    name: "poll",
-    parameters: ["buffer", "u64", "i32"],
+  // int ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *tmo, const sigset_t *mask),
+  // on a pool thread: src/poller.ts
+  ppoll_async: {
+    name: "ppoll",
+    parameters: ["buffer", "u64", "pointer", "buffer"],
     result: "i32",
     nonblocking: true,
   },

@@ -225,13 +225,17 @@ export function eventFd(): number {
 export const POLLIN = 0x1;
 export const POLLOUT = 0x4;
 
+/** glibc's sigset_t, every bit set: ppoll(2) blocks every signal while it waits. */
+const ALL_SIGNALS = new Uint8Array(128).fill(0xff);
+
 /**
- * poll(2) with no timeout, on a pool thread. `fds` holds `count` struct
- * pollfd {int fd; short events; short revents}; returns how many are ready,
- * or -1 (errno is lost there).
+ * ppoll(2) with no timeout and every signal blocked, on a pool thread, so
+ * that no signal interrupts it (EINTR). `fds` holds `count` struct pollfd
+ * {int fd; short events; short revents}; returns how many are ready, or -1
+ * (errno is lost there).
  */
 export async function pollAsync(fds: Uint8Array<ArrayBuffer>, count: number): Promise<number> {
-  return await libc().poll_async(fds, BigInt(count), -1);
+  return await libc().ppoll_async(fds, BigInt(count), null, ALL_SIGNALS);
 }
 
 /** wait4(2) without blocking the event loop; the raw wait status, or -1. */

@@ -4,7 +4,7 @@
  * @module
  */
 import { NamespaceError } from "./errors.ts";
-import { type Readiness, whenReady } from "./poller.ts";
+import { closeWhenUnwatched, type Readiness, whenReady } from "./poller.ts";
 import {
   DEFAULT_NAMESPACES,
   NAMESPACE_TABLE,
@@ -830,7 +830,12 @@ function pipeEnd(fd: number, events: number) {
     get closed() {
       return closed;
     },
-    /** `op` until it is not -EAGAIN (or -EINTR), waiting for the descriptor in between; null once closed. */
+    /**
+     * `op` until it is not -EAGAIN (or -EINTR), waiting for the descriptor in between; null
+     * once closed.
+     *
+     * @throws {Error} when poll(2) itself fails
+     */
     async io(op: () => number): Promise<number | null> {
       for (;;) {
         if (closed) return null;
@@ -839,14 +844,14 @@ function pipeEnd(fd: number, events: number) {
         waiting = whenReady(fd, events);
         const ready = await waiting.ready;
         waiting = null;
-        if (ready < 0) return ready;
+        if (ready < 0) throw new Error("Failed to wait for the command's pipe (poll failed)");
       }
     },
     release(): Promise<void> {
       if (!closed) {
         closed = true;
         waiting?.cancel();
-        close(fd);
+        closeWhenUnwatched(fd);
       }
       return Promise.resolve();
     },
@@ -961,11 +966,12 @@ export class NamespaceProcess implements AsyncDisposable {
     this.#stderr = pipes[2] === null ? null : pipeReader(pipes[2]);
     const wait = async () => {
       // Ended: its pidfd is readable. (Stops, for job control, only wait4 reports: on a pool thread.)
-      while (!onStop && this.#pidfd >= 0) {
-        const ready = await whenReady(this.#pidfd, POLLIN).ready;
+      if (!onStop && this.#pidfd >= 0) {
+        await whenReady(this.#pidfd, POLLIN).ready;
         const raw = reap(pid);
         if (raw !== null) return raw;
-        if (ready < 0) break;
+        // Readable but not reapable: a tracer holds the zombie (or poll(2) failed). Then
+        // wait4 itself waits, on a pool thread, rather than a loop spinning on the pidfd.
       }
       for (;;) {
         const raw = await waitAsync(pid, onStop ? WUNTRACED : 0);
@@ -1056,6 +1062,8 @@ export class NamespaceProcess implements AsyncDisposable {
       this.#stderr ? this.#stderr.readAll() : empty,
       this.status,
     ]);
+    // The command has ended: nothing reads its stdin any more (with tty, the pty's writer).
+    await this.#stdin?.release();
     return { ...status, stdout, stderr };
   }
 

@@ -7,12 +7,16 @@
  * as its command runs, and Deno's pool has about 32 threads: 64 commands at
  * once, three descriptors each, queued behind one another (measured for
  * issue 7). Here readiness is all the pool thread learns; the reads, writes
- * and reaping happen on the caller's thread, on non-blocking descriptors, so
- * a descriptor closed while polled can at most cause one spurious wake-up.
+ * and reaping happen on the caller's thread, on non-blocking descriptors.
+ *
+ * The poll is ppoll(2) with every signal blocked, so no signal can interrupt
+ * it; a descriptor waited on is closed through {@linkcode closeWhenUnwatched},
+ * which wakes the poll and closes it once the poll has let go of it (its
+ * number could otherwise be reused under a poll in flight).
  *
  * @module
  */
-import { eventFd, pollAsync, read, write } from "../ffi/syscalls.ts";
+import { close, eventFd, pollAsync, read, write } from "../ffi/syscalls.ts";
 
 interface Waiter {
   fd: number;
@@ -22,23 +26,31 @@ interface Waiter {
 
 /** A wait for a descriptor. */
 export interface Readiness {
-  /** What poll(2) reported for it; 0 once cancelled; -1 when poll(2) itself keeps failing. */
+  /** What poll(2) reported for it; 0 once cancelled; -1 when poll(2) itself fails. */
   ready: Promise<number>;
   /** Ends the wait at once. */
   cancel(): void;
 }
 
 const waiters = new Set<Waiter>();
-/** Written to interrupt the poll in flight, so that it starts again with new waiters. */
+/** Written to interrupt the poll in flight, so that it starts again with the waiters of now. */
 let wakeFd = -1;
 /** idle: no poll; queued: one starts in a microtask, with every waiter added until then. */
 let state: "idle" | "queued" | "polling" = "idle";
 let woken = false;
+/** The descriptors of the poll in flight, and those to close once it has returned. */
+let watched = new Set<number>();
+const closeAfterPoll: number[] = [];
 const POLLIN = 0x1;
 /** An eventfd's counter is written as 8 bytes: add 1. */
 const WAKE = new Uint8Array(new BigUint64Array([1n]).buffer);
-/** poll(2) fails with EINTR when a signal comes; this many failures in a row are given up on. */
-const FAILURES = 3;
+
+function wake(): void {
+  if (state === "polling" && !woken) {
+    woken = true;
+    write(wakeFd, WAKE);
+  }
+}
 
 /**
  * Waits until `fd` has one of `events` (POLLIN, POLLOUT), or an error or
@@ -61,22 +73,33 @@ export function whenReady(fd: number, events: number): Readiness {
     // pidfd) go into the first poll together, not into a poll interrupted at once.
     state = "queued";
     queueMicrotask(run);
-  } else if (state === "polling" && !woken) {
-    woken = true;
-    write(wakeFd, WAKE);
+  } else {
+    wake();
   }
   return {
     ready,
     cancel: () => {
-      if (waiters.delete(waiter)) waiter.resolve(0);
+      if (!waiters.delete(waiter)) return;
+      waiter.resolve(0);
+      // The poll in flight stops watching it (and, with no waiter left, ends).
+      if (watched.has(fd)) wake();
     },
   };
+}
+
+/** Closes `fd` now, or, while the poll in flight watches it, as soon as that poll returns. */
+export function closeWhenUnwatched(fd: number): void {
+  if (state === "polling" && watched.has(fd)) {
+    closeAfterPoll.push(fd);
+    wake();
+  } else {
+    close(fd);
+  }
 }
 
 /** Polls while anyone waits; the poll in flight keeps the event loop alive, and only then. */
 async function run(): Promise<void> {
   state = "polling";
-  let failures = 0;
   try {
     while (waiters.size > 0) {
       const list = [...waiters];
@@ -89,18 +112,21 @@ async function run(): Promise<void> {
         fds[2 * (i + 1)] = waiter.fd;
         flags[4 * (i + 1) + 2] = waiter.events;
       });
+      watched = new Set(list.map((waiter) => waiter.fd));
       const n = await pollAsync(new Uint8Array(buffer), list.length + 1);
+      watched = new Set();
+      for (const fd of closeAfterPoll.splice(0)) close(fd);
       // Wake-ups asked for from here on interrupt the next poll.
       woken = false;
       if (flags[3] !== 0) read(wakeFd, new Uint8Array(8));
-      failures = n < 0 ? failures + 1 : 0;
-      if (n < 0 && failures < FAILURES) continue;
       list.forEach((waiter, i) => {
+        // With every signal blocked, poll(2) fails only for want of memory: tell every waiter.
         const revents = n < 0 ? -1 : flags[4 * (i + 1) + 3]!;
         if (revents !== 0 && waiters.delete(waiter)) waiter.resolve(revents);
       });
     }
   } finally {
     state = "idle";
+    for (const fd of closeAfterPoll.splice(0)) close(fd);
   }
 }

@@ -115,6 +115,66 @@ rootTest(
   },
 );
 
+const POLLER_PROBE = new URL("./fixtures/poller_probe.ts", import.meta.url).pathname;
+
+rootTest(
+  "a cancelled stream lets the process end although a background process holds the pipe",
+  async () => {
+    await using target = await container("lib-probe");
+    const started = performance.now();
+    const probe = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--quiet", POLLER_PROBE, "cancel", String(target.pid)],
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    // Before the fix it hung for minutes: stop it rather than the test run.
+    const watchdog = setTimeout(() => probe.kill("SIGKILL"), 10_000);
+    const out = await probe.output().finally(() => clearTimeout(watchdog));
+    assert.equal(out.code, 0);
+    assert.equal(text(out.stdout), '{"done":true}\n');
+    // The background sleep holds the pipe for 5 s; the probe must not wait for it.
+    assert.ok(
+      performance.now() - started < 3000,
+      "the poll of a closed pipe kept the process alive",
+    );
+  },
+);
+
+rootTest(
+  "signals to every thread, the poll's own included, do not cut a command's output",
+  async () => {
+    await using target = await container("lib-probe");
+    const probe = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--quiet", POLLER_PROBE, "signals", String(target.pid)],
+      stdout: "piped",
+    }).spawn();
+    const reader = probe.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let seen = "";
+    while (!seen.includes("ready\n")) seen += (await reader.read()).value ?? "";
+    // tgkill(2), as no Deno API signals one thread: SIGWINCH to each thread, every 10 ms.
+    const SYS_TGKILL = Deno.build.arch === "aarch64" ? 131 : 234;
+    const lib = Deno.dlopen("libc.so.6", {
+      syscall: { parameters: ["i64", "i64", "i64", "i64"], result: "i64" },
+    });
+    try {
+      const until = performance.now() + 800;
+      while (performance.now() < until) {
+        for (const task of Deno.readDirSync(`/proc/${probe.pid}/task`)) {
+          lib.symbols.syscall(BigInt(SYS_TGKILL), BigInt(probe.pid), BigInt(task.name), 28n);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    } finally {
+      lib.close();
+    }
+    for (let chunk; !(chunk = await reader.read()).done;) seen += chunk.value;
+    assert.equal((await probe.status).code, 0);
+    const [, result, signalled] = seen.trim().split("\n");
+    assert.deepEqual(JSON.parse(result!), { code: 0, stdout: "out\n", stderr: "err\n" });
+    assert.equal(signalled, "signalled");
+  },
+);
+
 rootTest("execInNamespace() reports death by a signal as Deno.Command does", async () => {
   await using target = await container("lib-target");
   const out = await execInNamespace({ pid: target.pid, command: ["sh", "-c", "kill -KILL $$"] });
@@ -287,7 +347,7 @@ rootTest("no descriptor leaks over thousands of calls, failing ones included", a
   }).output();
   assert.equal(out.code, 0);
   const report = JSON.parse(text(out.stdout));
-  assert.equal(report.ok, 2000);
+  assert.equal(report.ok, 2020);
   assert.equal(report.failed, 600);
   assert.deepEqual(report.after, report.before);
 });
