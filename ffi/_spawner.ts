@@ -432,7 +432,18 @@ export async function spawnOffThread(plan: SpawnPlan): Promise<SpawnResult> {
 /** Takes a block and lays out the plan in it. */
 function begin(plan: SpawnPlan): Block {
   const block = takeBlock(blockSize(plan));
-  const b = new BlockWriter(block);
+  try {
+    layOut(plan, new BlockWriter(block));
+  } catch (error) {
+    giveBack(block);
+    throw error;
+  }
+  if (inFlight++ === 0) dumpableBefore = getDumpable();
+  return block;
+}
+
+/** Writes the plan into the block, as ffi/spawner/*.S reads it. */
+function layOut(plan: SpawnPlan, b: BlockWriter): void {
   b.set(CLONE_FLAGS, (plan.shareMemory ? CLONE_VM : 0) | CLONE_VFORK | SIGCHLD);
   let flags = (plan.fork ? F_FORK : 0) | (plan.noDump === false ? 0 : F_NODUMP);
   if (plan.dropGroups) flags |= F_SETGROUPS;
@@ -502,9 +513,6 @@ function begin(plan: SpawnPlan): Block {
   b.set(PIDFD_FD, plan.pidfd?.fd ?? -1); // fd 0 is a valid descriptor: -1 means none
   b.set(PIDFD_MASK, plan.pidfd?.mask ?? 0);
   b.set(CGROUP_FD, plan.cgroupFd ?? -1);
-
-  if (inFlight++ === 0) dumpableBefore = getDumpable();
-  return block;
 }
 
 /** Runs the call (the child's pid, or a negative errno), then reads back what happened. */
