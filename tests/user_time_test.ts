@@ -226,6 +226,19 @@ rootTest("a time namespace shows the target's boot clock, as with nsenter -T", a
     "/proc/self/ns/time",
   ]);
   assert.equal(link.stdout.trim(), nsLink(target.pid, "time"));
+  // Side by side through the library: spawned from pool threads, by fork (no shared memory).
+  const outs = await Promise.all(
+    Array.from({ length: 8 }, (_, i) =>
+      execInNamespace({
+        pid: target.pid,
+        namespaces: i % 2 ? ["time"] : ["time", "uts"],
+        command: ["cat", "/proc/uptime"],
+      })),
+  );
+  for (const out of outs) {
+    assert.equal(out.code, 0);
+    assert.ok(uptime(new TextDecoder().decode(out.stdout)) - host > 864000 - 5);
+  }
 });
 
 rootTest("time, user and pid together: the command is in all three", async () => {
