@@ -943,6 +943,9 @@ export class NamespaceProcess implements AsyncDisposable {
   readonly pid: number;
   /** Resolves when the command has ended (and been reaped). */
   readonly status: Promise<NamespaceStatus>;
+  /** The wait for the pidfd, while it is in the poller; and a status reaped before it came. */
+  #exitWait: Readiness | null = null;
+  #reapedEarly: number | null = null;
   readonly #stdin: PipeStream<WritableStream<Uint8Array>> | null;
   readonly #stdout: ReturnType<typeof pipeReader> | null;
   readonly #stderr: ReturnType<typeof pipeReader> | null;
@@ -967,7 +970,10 @@ export class NamespaceProcess implements AsyncDisposable {
     const wait = async () => {
       // Ended: its pidfd is readable. (Stops, for job control, only wait4 reports: on a pool thread.)
       if (!onStop && this.#pidfd >= 0) {
-        await whenReady(this.#pidfd, POLLIN).ready;
+        this.#exitWait = whenReady(this.#pidfd, POLLIN);
+        await this.#exitWait.ready;
+        this.#exitWait = null;
+        if (this.#reapedEarly !== null) return this.#reapedEarly;
         const raw = reap(pid);
         if (raw !== null) return raw;
         // Readable but not reapable: a tracer holds the zombie (or poll(2) failed). Then
@@ -1057,11 +1063,22 @@ export class NamespaceProcess implements AsyncDisposable {
   /** Waits for the command and collects what it wrote to piped stdout and stderr. */
   async output(): Promise<NamespaceOutput> {
     const empty = Promise.resolve(new Uint8Array());
-    const [stdout, stderr, status] = await Promise.all([
+    const outputs = Promise.all([
       this.#stdout ? this.#stdout.readAll() : empty,
       this.#stderr ? this.#stderr.readAll() : empty,
-      this.status,
-    ]);
+    ]).then((both) => {
+      // Its pipes are at end of file: the command has most likely exited. Reaping it now saves
+      // waiting for the poll to report its pidfd too.
+      if (this.#exitWait && this.#reapedEarly === null) {
+        const raw = reap(this.pid);
+        if (raw !== null) {
+          this.#reapedEarly = raw;
+          this.#exitWait.cancel();
+        }
+      }
+      return both;
+    });
+    const [[stdout, stderr], status] = await Promise.all([outputs, this.status]);
     // The command has ended: nothing reads its stdin any more (with tty, the pty's writer).
     await this.#stdin?.release();
     return { ...status, stdout, stderr };

@@ -175,6 +175,21 @@ rootTest(
   },
 );
 
+rootTest(
+  "a command that closes its output and runs on is waited for, its exit code kept",
+  async () => {
+    await using target = await container("lib-closes");
+    const started = performance.now();
+    const out = await execInNamespace({
+      pid: target.pid,
+      command: ["sh", "-c", "echo early; exec >&- 2>&-; sleep 0.3; exit 7"],
+    });
+    assert.equal(text(out.stdout), "early\n");
+    assert.equal(out.code, 7);
+    assert.ok(performance.now() - started >= 300);
+  },
+);
+
 rootTest("execInNamespace() reports death by a signal as Deno.Command does", async () => {
   await using target = await container("lib-target");
   const out = await execInNamespace({ pid: target.pid, command: ["sh", "-c", "kill -KILL $$"] });
