@@ -225,17 +225,28 @@ export function eventFd(): number {
 export const POLLIN = 0x1;
 export const POLLOUT = 0x4;
 
-/** glibc's sigset_t, every bit set: ppoll(2) blocks every signal while it waits. */
-const ALL_SIGNALS = new Uint8Array(128).fill(0xff);
+/**
+ * glibc's sigset_t for ppoll(2): every signal blocked but glibc's own SIGCANCEL
+ * (32) and SIGSETXID (33). setuid() and its kin in a multithreaded process
+ * signal every thread with SIGSETXID and wait for each: blocked in a poll, they
+ * would wait until it returned (measured: 2.7 s; a deadlock when only JS could
+ * end the poll).
+ */
+const POLL_MASK = (() => {
+  const mask = new Uint8Array(128).fill(0xff);
+  mask[3]! &= ~0x80; // signal 32: bit 31
+  mask[4]! &= ~0x01; // signal 33: bit 32
+  return mask;
+})();
 
 /**
- * ppoll(2) with no timeout and every signal blocked, on a pool thread, so
- * that no signal interrupts it (EINTR). `fds` holds `count` struct pollfd
- * {int fd; short events; short revents}; returns how many are ready, or -1
- * (errno is lost there).
+ * ppoll(2) with no timeout and signals blocked but glibc's own (see
+ * POLL_MASK), on a pool thread, so that no other signal interrupts it. `fds`
+ * holds `count` struct pollfd {int fd; short events; short revents}; returns
+ * how many are ready, or -1 (errno is lost there; EINTR after glibc's signal).
  */
 export async function pollAsync(fds: Uint8Array<ArrayBuffer>, count: number): Promise<number> {
-  return await libc().ppoll_async(fds, BigInt(count), null, ALL_SIGNALS);
+  return await libc().ppoll_async(fds, BigInt(count), null, POLL_MASK);
 }
 
 /** wait4(2) without blocking the event loop; the raw wait status, or -1. */

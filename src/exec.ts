@@ -824,7 +824,8 @@ interface PipeStream<S> {
  * then reads or writes on this thread; closes it once.
  */
 function pipeEnd(fd: number, events: number) {
-  let waiting: Readiness | null = null;
+  // More than one wait when two readers race on one end (output() and a stream).
+  const waiting = new Set<Readiness>();
   let closed = false;
   return {
     get closed() {
@@ -841,16 +842,17 @@ function pipeEnd(fd: number, events: number) {
         if (closed) return null;
         const n = op();
         if (n !== -EAGAIN && n !== -EINTR) return n;
-        waiting = whenReady(fd, events);
-        const ready = await waiting.ready;
-        waiting = null;
+        const wait = whenReady(fd, events);
+        waiting.add(wait);
+        const ready = await wait.ready;
+        waiting.delete(wait);
         if (ready < 0) throw new Error("Failed to wait for the command's pipe (poll failed)");
       }
     },
     release(): Promise<void> {
       if (!closed) {
         closed = true;
-        waiting?.cancel();
+        for (const wait of waiting) wait.cancel();
         closeWhenUnwatched(fd);
       }
       return Promise.resolve();
@@ -988,7 +990,7 @@ export class NamespaceProcess implements AsyncDisposable {
     running++;
     this.status = wait().finally(() => running--).then((raw) => {
       this.#done = true;
-      if (this.#pidfd >= 0) close(this.#pidfd);
+      if (this.#pidfd >= 0) closeWhenUnwatched(this.#pidfd); // an early reap leaves it polled
       this.#pidfd = -1;
       if (this.#tty !== null) close(this.#tty);
       this.#tty = null;
@@ -1078,10 +1080,14 @@ export class NamespaceProcess implements AsyncDisposable {
       }
       return both;
     });
-    const [[stdout, stderr], status] = await Promise.all([outputs, this.status]);
-    // The command has ended: nothing reads its stdin any more (with tty, the pty's writer).
-    await this.#stdin?.release();
-    return { ...status, stdout, stderr };
+    try {
+      const [[stdout, stderr], status] = await Promise.all([outputs, this.status]);
+      return { ...status, stdout, stderr };
+    } finally {
+      // The command has ended (or the wait failed): its stdin has no reader (with tty, this is
+      // the pty's writer), and nothing else will read its pipes.
+      await Promise.all([this.#stdin, this.#stdout, this.#stderr].map((end) => end?.release()));
+    }
   }
 
   /**

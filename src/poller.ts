@@ -9,8 +9,8 @@
  * issue 7). Here readiness is all the pool thread learns; the reads, writes
  * and reaping happen on the caller's thread, on non-blocking descriptors.
  *
- * The poll is ppoll(2) with every signal blocked, so no signal can interrupt
- * it; a descriptor waited on is closed through {@linkcode closeWhenUnwatched},
+ * The poll is ppoll(2) with signals blocked (but glibc's own), so a signal
+ * seldom interrupts it; a descriptor waited on is closed through {@linkcode closeWhenUnwatched},
  * which wakes the poll and closes it once the poll has let go of it (its
  * number could otherwise be reused under a poll in flight).
  *
@@ -42,6 +42,8 @@ let woken = false;
 let watched = new Set<number>();
 const closeAfterPoll: number[] = [];
 const POLLIN = 0x1;
+/** Failures of poll(2) in a row taken for EINTR (glibc's SIGSETXID) and retried; then given up. */
+const RETRIES = 100;
 /** An eventfd's counter is written as 8 bytes: add 1. */
 const WAKE = new Uint8Array(new BigUint64Array([1n]).buffer);
 
@@ -100,6 +102,7 @@ export function closeWhenUnwatched(fd: number): void {
 /** Polls while anyone waits; the poll in flight keeps the event loop alive, and only then. */
 async function run(): Promise<void> {
   state = "polling";
+  let failures = 0;
   try {
     while (waiters.size > 0) {
       const list = [...waiters];
@@ -113,20 +116,28 @@ async function run(): Promise<void> {
         flags[4 * (i + 1) + 2] = waiter.events;
       });
       watched = new Set(list.map((waiter) => waiter.fd));
-      const n = await pollAsync(new Uint8Array(buffer), list.length + 1);
+      let n;
+      try {
+        n = await pollAsync(new Uint8Array(buffer), list.length + 1);
+      } catch {
+        n = -1; // the call itself failed: as a failed poll
+      }
       watched = new Set();
       for (const fd of closeAfterPoll.splice(0)) close(fd);
       // Wake-ups asked for from here on interrupt the next poll.
       woken = false;
       if (flags[3] !== 0) read(wakeFd, new Uint8Array(8));
+      failures = n < 0 ? failures + 1 : 0;
+      if (n < 0 && failures < RETRIES) continue;
       list.forEach((waiter, i) => {
-        // With every signal blocked, poll(2) fails only for want of memory: tell every waiter.
+        // A poll that keeps failing (no memory): tell every waiter.
         const revents = n < 0 ? -1 : flags[4 * (i + 1) + 3]!;
         if (revents !== 0 && waiters.delete(waiter)) waiter.resolve(revents);
       });
     }
   } finally {
     state = "idle";
+    woken = false;
     for (const fd of closeAfterPoll.splice(0)) close(fd);
   }
 }

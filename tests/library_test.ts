@@ -150,7 +150,11 @@ rootTest(
     }).spawn();
     const reader = probe.stdout.pipeThrough(new TextDecoderStream()).getReader();
     let seen = "";
-    while (!seen.includes("ready\n")) seen += (await reader.read()).value ?? "";
+    while (!seen.includes("ready\n")) {
+      const chunk = await reader.read();
+      if (chunk.done) throw new Error(`the probe ended before it was ready: ${seen}`);
+      seen += chunk.value;
+    }
     // tgkill(2), as no Deno API signals one thread: SIGWINCH to each thread, every 10 ms.
     const SYS_TGKILL = Deno.build.arch === "aarch64" ? 131 : 234;
     const lib = Deno.dlopen("libc.so.6", {
@@ -189,6 +193,32 @@ rootTest(
     assert.ok(performance.now() - started >= 300);
   },
 );
+
+rootTest("setgid() in this process while the poll waits returns at once", async () => {
+  // glibc makes every thread of the process take its SIGSETXID; the poll's thread must not
+  // keep it blocked until the poll ends.
+  await using target = await container("lib-setxid");
+  const lib = Deno.dlopen("libc.so.6", {
+    setgid: { parameters: ["u32"], result: "i32" },
+    getgid: { parameters: [], result: "u32" },
+  });
+  try {
+    const output = execInNamespace({
+      pid: target.pid,
+      command: ["sh", "-c", "sleep 1.5; echo done"],
+    });
+    await new Promise((resolve) => setTimeout(resolve, 200)); // the poll is in flight now
+    const started = performance.now();
+    assert.equal(lib.symbols.setgid(lib.symbols.getgid()), 0);
+    const took = performance.now() - started;
+    const out = await output;
+    assert.ok(took < 500, `setgid took ${took.toFixed(0)} ms`);
+    assert.equal(text(out.stdout), "done\n");
+    assert.equal(out.code, 0);
+  } finally {
+    lib.close();
+  }
+});
 
 rootTest("execInNamespace() reports death by a signal as Deno.Command does", async () => {
   await using target = await container("lib-target");
