@@ -192,9 +192,12 @@ export function libc(): Libc {
 
 /** errno after the last failing call; read it in the same synchronous stretch. */
 export function errno(): number {
-  const location = libc().__errno_location();
-  return location ? new Deno.UnsafePointerView(location).getInt32() : 0;
+  // The location is this thread's; JavaScript here runs on one thread (a Worker has a module
+  // instance, and so a view, of its own).
+  errnoView ??= new Deno.UnsafePointerView(libc().__errno_location()!);
+  return errnoView.getInt32();
 }
+let errnoView: Deno.UnsafePointerView | undefined;
 
 function cText(pointer: Deno.PointerValue): string | null {
   return pointer ? Deno.UnsafePointerView.getCString(pointer) : null;
