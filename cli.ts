@@ -51,11 +51,6 @@ function fail(message: string, code: number): never {
   Deno.exit(code);
 }
 
-/**
- * Relays between this process's terminal and the command's pty: raw mode for
- * the session, the window size at start and on every SIGWINCH. `restore()`
- * puts the terminal back; call it on every way out.
- */
 /** This process's terminal size (from stdout), or 80 x 24. */
 function terminalSize(): { columns: number; rows: number } {
   try {
@@ -65,6 +60,11 @@ function terminalSize(): { columns: number; rows: number } {
   }
 }
 
+/**
+ * Relays between this process's terminal and the command's pty: raw mode for
+ * the session, the window size at start and on every SIGWINCH. `restore()`
+ * puts the terminal back; call it on every way out.
+ */
 function relayTerminal(child: NamespaceProcess): { done: Promise<void>; restore(): void } {
   Deno.stdin.setRaw(true);
   const size = () => {
