@@ -10,13 +10,14 @@
  * and reaping happen on the caller's thread, on non-blocking descriptors.
  *
  * The poll is ppoll(2) with signals blocked (but glibc's own), so a signal
- * seldom interrupts it; a descriptor waited on is closed through {@linkcode closeWhenUnwatched},
- * which wakes the poll and closes it once the poll has let go of it (its
- * number could otherwise be reused under a poll in flight).
+ * seldom interrupts it. A descriptor waited on is closed through
+ * {@linkcode closeWhenUnwatched}, which wakes the poll and closes it once the
+ * poll has let go of it (its number could otherwise be reused under a poll in
+ * flight).
  *
  * @module
  */
-import { close, eventFd, pollAsync, read, write } from "../ffi/syscalls.ts";
+import { close, eventFd, pollAsync, POLLIN, read, write } from "../ffi/syscalls.ts";
 
 interface Waiter {
   fd: number;
@@ -41,7 +42,6 @@ let woken = false;
 /** The descriptors of the poll in flight, and those to close once it has returned. */
 let watched = new Set<number>();
 const closeAfterPoll: number[] = [];
-const POLLIN = 0x1;
 /** Failures of poll(2) in a row taken for EINTR (glibc's SIGSETXID) and retried; then given up. */
 const RETRIES = 100;
 /** An eventfd's counter is written as 8 bytes: add 1. */
