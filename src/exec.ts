@@ -945,9 +945,8 @@ export class NamespaceProcess implements AsyncDisposable {
   readonly pid: number;
   /** Resolves when the command has ended (and been reaped). */
   readonly status: Promise<NamespaceStatus>;
-  /** The wait for the pidfd, while it is in the poller; and a status reaped before it came. */
-  #exitWait: Readiness | null = null;
-  #reapedEarly: number | null = null;
+  /** With `afterOutput`: resolved by output() once the pipes are at end of file. */
+  readonly #outputDone: PromiseWithResolvers<void> | null;
   readonly #stdin: PipeStream<WritableStream<Uint8Array>> | null;
   readonly #stdout: ReturnType<typeof pipeReader> | null;
   readonly #stderr: ReturnType<typeof pipeReader> | null;
@@ -961,8 +960,10 @@ export class NamespaceProcess implements AsyncDisposable {
     pipes: readonly [number | null, number | null, number | null],
     onStop?: () => void,
     tty: number | null = null,
+    afterOutput = false,
   ) {
     this.pid = pid;
+    this.#outputDone = afterOutput ? Promise.withResolvers<void>() : null;
     this.#tty = tty;
     // A pidfd names this very process, so kill() cannot hit a reused pid.
     this.#pidfd = pidfdOpen(pid);
@@ -970,12 +971,16 @@ export class NamespaceProcess implements AsyncDisposable {
     this.#stdout = pipes[1] === null ? null : pipeReader(pipes[1]);
     this.#stderr = pipes[2] === null ? null : pipeReader(pipes[2]);
     const wait = async () => {
+      // Collected by output() (execInNamespace): its pipes reach end of file as it exits, and a
+      // moment later it can be reaped. Waiting for that first spares a poll of the pidfd.
+      if (this.#outputDone) {
+        await this.#outputDone.promise;
+        const raw = reap(pid);
+        if (raw !== null) return raw;
+      }
       // Ended: its pidfd is readable. (Stops, for job control, only wait4 reports: on a pool thread.)
       if (!onStop && this.#pidfd >= 0) {
-        this.#exitWait = whenReady(this.#pidfd, POLLIN);
-        await this.#exitWait.ready;
-        this.#exitWait = null;
-        if (this.#reapedEarly !== null) return this.#reapedEarly;
+        await whenReady(this.#pidfd, POLLIN).ready;
         const raw = reap(pid);
         if (raw !== null) return raw;
         // Readable but not reapable: a tracer holds the zombie (or poll(2) failed). Then
@@ -990,7 +995,7 @@ export class NamespaceProcess implements AsyncDisposable {
     running++;
     this.status = wait().finally(() => running--).then((raw) => {
       this.#done = true;
-      if (this.#pidfd >= 0) closeWhenUnwatched(this.#pidfd); // an early reap leaves it polled
+      if (this.#pidfd >= 0) closeWhenUnwatched(this.#pidfd);
       this.#pidfd = -1;
       if (this.#tty !== null) close(this.#tty);
       this.#tty = null;
@@ -1068,18 +1073,7 @@ export class NamespaceProcess implements AsyncDisposable {
     const outputs = Promise.all([
       this.#stdout ? this.#stdout.readAll() : empty,
       this.#stderr ? this.#stderr.readAll() : empty,
-    ]).then((both) => {
-      // Its pipes are at end of file: the command has most likely exited. Reaping it now saves
-      // waiting for the poll to report its pidfd too.
-      if (this.#exitWait && this.#reapedEarly === null) {
-        const raw = reap(this.pid);
-        if (raw !== null) {
-          this.#reapedEarly = raw;
-          this.#exitWait.cancel();
-        }
-      }
-      return both;
-    });
+    ]).finally(() => this.#outputDone?.resolve());
     try {
       const [[stdout, stderr], status] = await Promise.all([outputs, this.status]);
       return { ...status, stdout, stderr };
@@ -1195,5 +1189,5 @@ export async function execInNamespace(options: NamespaceCommandOptions): Promise
   const { pid, pipes, tty } = running > 0
     ? await startOffThread(options, defaults)
     : start(options, defaults, {});
-  return await new NamespaceProcess(pid, pipes, undefined, tty).output();
+  return await new NamespaceProcess(pid, pipes, undefined, tty, true).output();
 }
