@@ -258,7 +258,10 @@ function validate(options: NamespaceCommandOptions, creating = false): void {
 export function candidatePaths(program: string, path: string | undefined): string[] {
   if (program === "") return [];
   if (program.includes("/")) return [program];
-  return (path ?? "/bin:/usr/bin").split(":").map((dir) => `${dir || "."}/${program}`);
+  // A directory named twice would fail twice the same way: once is enough.
+  return [
+    ...new Set((path ?? "/bin:/usr/bin").split(":").map((dir) => `${dir || "."}/${program}`)),
+  ];
 }
 
 /** Descriptors the parent holds while the plan is built, closed on every way out. */
@@ -837,10 +840,10 @@ function pipeEnd(fd: number, events: number) {
      *
      * @throws {Error} when poll(2) itself fails
      */
-    async io(op: () => number): Promise<number | null> {
-      for (;;) {
+    async io(op: () => number, waitFirst = false): Promise<number | null> {
+      for (let first = true;; first = false) {
         if (closed) return null;
-        const n = op();
+        const n = first && waitFirst ? -EAGAIN : op();
         if (n !== -EAGAIN && n !== -EINTR) return n;
         const wait = whenReady(fd, events);
         waiting.add(wait);
@@ -873,10 +876,13 @@ function pipeReader(fd: number): PipeStream<ReadableStream<Uint8Array>> & {
 } {
   const end = pipeEnd(fd, POLLIN);
   let size = FIRST_READ;
+  // A command just started has written nothing yet: its first read waits for the poll first.
+  let fresh = true;
   /** The next chunk, or null at EOF (or on an error, or once released). */
   const next = async (): Promise<Uint8Array | null> => {
     const buf = new Uint8Array(size);
-    const n = await end.io(() => read(fd, buf));
+    const n = await end.io(() => read(fd, buf), fresh);
+    fresh = false;
     if (n === null) return null;
     if (n <= 0) {
       await end.release();
