@@ -41,6 +41,17 @@ export function cString(text: string): Uint8Array<ArrayBuffer> {
   return out;
 }
 
+/** The chunks as one array. */
+export function concat(chunks: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((size, chunk) => size + chunk.length, 0));
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.length;
+  }
+  return out;
+}
+
 function result(rc: number): number {
   return rc < 0 ? -errno() : rc;
 }
@@ -189,13 +200,7 @@ export function readText(path: string): string | number {
   } finally {
     close(fd);
   }
-  const out = new Uint8Array(chunks.reduce((size, c) => size + c.length, 0));
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return decoder.decode(out);
+  return decoder.decode(concat(chunks));
 }
 
 /** read(2); on a non-blocking descriptor -EAGAIN says nothing is there yet. */

@@ -23,6 +23,7 @@ import { bindAll, signalName } from "../ffi/_libc.ts";
 import {
   check,
   close,
+  concat,
   dupAtLeast,
   EAGAIN,
   EINTR,
@@ -831,9 +832,6 @@ function pipeEnd(fd: number, events: number) {
   const waiting = new Set<Readiness>();
   let closed = false;
   return {
-    get closed() {
-      return closed;
-    },
     /**
      * `op` until it is not -EAGAIN (or -EINTR), waiting for the descriptor in between; null
      * once closed.
@@ -930,16 +928,6 @@ function pipeWriter(fd: number): PipeStream<WritableStream<Uint8Array>> {
     abort: () => end.release(),
   });
   return { stream, release: () => end.release() };
-}
-
-function concat(chunks: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((size, chunk) => size + chunk.length, 0));
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return out;
 }
 
 /**
